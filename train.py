@@ -1,0 +1,306 @@
+"""Train one model with one method on one dataset, and record it in the results CSV.
+
+    python train.py --dataset synthetic --method actdiff --seed 3
+
+Read top to bottom: the hyperparameter table (the paper's tuned defaults and
+the search ranges the sweep reads), argument parsing, then ``main``: load the
+data, build the ResNet-18 and the method, train with Adam, evaluate valid and
+test after every epoch, keep the epoch with the lowest validation
+cross-entropy (the paper's early-stopping rule), stop after ``--patience``
+epochs without improvement, and append one ``epoch`` row per epoch and one
+``final`` row per run to the shared results file.
+"""
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+from tqdm import tqdm
+
+import datasets
+import losses
+import results
+from models import ResNet18
+
+# ------------------------------------------------------------------ hyperparameters
+# Search ranges (sweep.py reads these): name -> (scale, low, high).
+RANGES = {
+    "lr": ("log", 1e-5, 1e-2),
+    "lam": ("log", 1e-4, 10.0),
+    "disc_lr": ("log", 1e-4, 1e-2),
+    "disc_ratio": ("int", 2, 10),
+    "mask_blur": ("real", 0.0, 2.0),
+}
+# Which hyperparameters each method uses (and the sweep searches).
+USES = {
+    "baseline": ("lr",),
+    "masked": ("lr",),
+    "actdiff": ("lr", "lam"),
+    "adversarial": ("lr", "lam", "disc_lr", "disc_ratio"),
+    "gradmask": ("lr", "lam"),
+    "rrr": ("lr", "lam"),
+}
+# Values for a hyperparameter a table entry below does not set.
+FALLBACK = {"lr": 1e-3, "lam": 1.0, "disc_lr": 1e-2, "disc_ratio": 10, "mask_blur": 0.0}
+# The paper's tuned values, per (dataset, ratio) and method.
+TUNED = {
+    ("synthetic", 1.0): {
+        "baseline": dict(lr=3.11e-4, mask_blur=0.818),
+        "masked": dict(lr=3.11e-4, mask_blur=0.818),
+        "actdiff": dict(lr=3.11e-4, lam=1.0, mask_blur=0.818),
+        "adversarial": dict(lr=3.71e-4, lam=10.0, disc_lr=1e-2, disc_ratio=10, mask_blur=0.640),
+        "gradmask": dict(lr=1e-2, lam=0.203, mask_blur=1.0),
+        "rrr": dict(lr=1e-5, lam=10.0, mask_blur=0.0),
+    },
+    ("xray", 0.9): {
+        "baseline": dict(lr=9.99e-3), "masked": dict(lr=1e-2), "actdiff": dict(lr=5.83e-4, lam=1.0),
+        "adversarial": dict(lr=9.83e-4, lam=0.0194, disc_ratio=2, disc_lr=1e-2),
+        "gradmask": dict(lr=9.24e-3, lam=0.385), "rrr": dict(lr=1.36e-3, lam=7.74),
+    },
+    ("xray", 0.5): {
+        "baseline": dict(lr=1e-2), "masked": dict(lr=6.87e-4), "actdiff": dict(lr=8.92e-3, lam=1.0),
+        "adversarial": dict(lr=3.82e-3, lam=5.66e-4, disc_ratio=4, disc_lr=4.27e-3),
+        "gradmask": dict(lr=1e-2, lam=0.098), "rrr": dict(lr=1.39e-3, lam=10.0),
+    },
+    ("rsna", 0.9): {
+        "baseline": dict(lr=1e-2), "masked": dict(lr=2.84e-3), "actdiff": dict(lr=4.1e-5, lam=1.0),
+        "adversarial": dict(lr=3.5e-4, lam=10.0, disc_ratio=10, disc_lr=1.16e-4),
+        "gradmask": dict(lr=1e-2, lam=6.57), "rrr": dict(lr=1e-2, lam=1e-4),
+    },
+    ("rsna", 0.5): {
+        "baseline": dict(lr=5.5e-4), "masked": dict(lr=2.84e-3), "actdiff": dict(lr=1e-5, lam=1.0),
+        "adversarial": dict(lr=3.4e-5, lam=1e-4, disc_ratio=6, disc_lr=2.35e-4),
+        "gradmask": dict(lr=1e-2, lam=1e-4), "rrr": dict(lr=9.89e-3, lam=9.62),
+    },
+}
+DEFAULT_RATIO = {"synthetic": 1.0, "xray": 0.9, "rsna": 0.9}
+
+
+def tuned_setting(dataset, ratio):
+    """The TUNED key for a dataset: the tuned ratio closest to `ratio`."""
+    keys = [k for k in TUNED if k[0] == dataset]
+    return min(keys, key=lambda k: abs(k[1] - ratio))
+
+
+def search_space(dataset, method):
+    """The sweep's space for a method: its hyperparameters' RANGES (+ mask blur on synthetic)."""
+    names = USES[method] + (("mask_blur",) if dataset == "synthetic" and method != "baseline" else ())
+    return {name: RANGES[name] for name in names}
+
+
+# ------------------------------------------------------------------ arguments
+
+class UsageError(ValueError):
+    """A bad flag value: reported as one line naming the flag and the fix, exit code 2."""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    datasets.add_arguments(p)
+    p.add_argument("--method", default="baseline", help=f"one of {', '.join(losses.METHODS)}")
+    p.add_argument("--seed", type=int, default=0, help="training seed (weights, batch order, shuffles)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--patience", type=int, default=20, help="stop after this many epochs without a lower valid loss")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the paper's tuned value)")
+    p.add_argument("--lam", type=float, default=None, help="weight of the method's penalty")
+    p.add_argument("--disc-lr", type=float, default=None, help="adversarial: the discriminator's learning rate")
+    p.add_argument("--disc-ratio", type=int, default=None,
+                   help="adversarial: discriminator steps per encoder step")
+    p.add_argument("--mask-fill", choices=("shuffle", "zero"), default="shuffle",
+                   help="masked: shuffle the outside pixels (paper's text) or zero them (its tables)")
+    p.add_argument("--empty-mask", choices=("skip", "penalize"), default="skip",
+                   help="images without a mask: no penalty, never masked (skip) or treat every pixel as "
+                        "outside (penalize: the released code's behaviour, a label leak on RSNA)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--results", default=os.path.join("results", "results.csv"), help="the shared results CSV")
+    p.add_argument("--out", default=None, help="run directory (default results/runs/<run_id>/)")
+    return p.parse_args(argv)
+
+
+def resolve(args):
+    """Fill every unset hyperparameter from the paper's tuned table; reject bad values."""
+    if args.method not in losses.METHODS:
+        raise UsageError(f"--method {args.method!r} is unknown; choose one of {', '.join(losses.METHODS)}")
+    if args.dataset not in datasets.DATASETS:
+        raise UsageError(f"--dataset {args.dataset!r} is unknown; choose one of {', '.join(datasets.DATASETS)}")
+    if args.ratio is None:
+        args.ratio = DEFAULT_RATIO[args.dataset]
+    tuned = TUNED[tuned_setting(args.dataset, args.ratio)][args.method]
+    for name in FALLBACK:
+        if getattr(args, name) is None:
+            setattr(args, name, tuned.get(name, FALLBACK[name]))
+    checks = [("lr", args.lr > 0, "pass a positive learning rate such as 3e-4"),
+              ("lam", args.lam >= 0, "pass a penalty weight >= 0"),
+              ("disc-lr", args.disc_lr > 0, "pass a positive learning rate"),
+              ("disc-ratio", args.disc_ratio >= 1, "pass an integer >= 1"),
+              ("epochs", args.epochs >= 1, "pass at least 1"),
+              ("patience", args.patience >= 1, "pass at least 1"),
+              ("batch-size", args.batch_size >= 2, "pass at least 2")]
+    for flag, ok, fix in checks:
+        if not ok:
+            raise UsageError(f"--{flag} {getattr(args, flag.replace('-', '_'))} is invalid; {fix}")
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: CUDA is not available here; pass --device cpu or auto")
+    return args
+
+
+# ------------------------------------------------------------------ training
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_step(net, opt, method, x, y, mask, hp):
+    """One batch: the method's loss, then one optimiser step unless the method skips it."""
+    loss, terms = method(net, x, y, mask, hp)
+    if loss is not None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        terms["loss"] = loss.detach()
+    return terms
+
+
+def train_epoch(net, opt, method, split, hp, generator, device, desc):
+    """One pass over the training split; returns the mean of each logged term."""
+    net.train()
+    sums, counts = {}, {}
+    bar = tqdm(split.batches(hp.batch_size, generator), total=-(-len(split) // hp.batch_size),
+               desc=desc, leave=False, disable=None)
+    for i, (x, y, mask) in enumerate(bar):
+        x, y, mask = x.to(device, non_blocking=True), y.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+        terms = train_step(net, opt, method, x, y, mask, hp)
+        for k, v in terms.items():  # tensors: no host sync per batch
+            sums[k] = sums.get(k, 0.0) + v
+            counts[k] = counts.get(k, 0) + 1
+        if i % 10 == 9 and not bar.disable:
+            bar.set_postfix({k: f"{float(sums[k]) / counts[k]:.3g}" for k in sums})
+    means = {k: float(sums[k]) / counts[k] for k in sums}
+    if not all(np.isfinite(v) for v in means.values()):
+        raise FloatingPointError(f"training loss became non-finite: {means}")
+    return means
+
+
+@torch.inference_mode()
+def evaluate(net, split, batch_size, device):
+    """Cross-entropy, AUC and accuracy of the model on a split (unmasked images)."""
+    net.eval()
+    logits, labels = [], []
+    for x, y, _ in split.batches(batch_size * 8):
+        logits.append(net(x.to(device)).float().cpu())
+        labels.append(y)
+    logits, labels = torch.cat(logits), torch.cat(labels)
+    prob = logits.softmax(1)[:, 1]
+    return {"loss": F.cross_entropy(logits, labels).item(),
+            "auc": roc_auc_score(labels.numpy(), prob.numpy()),
+            "acc": (logits.argmax(1) == labels).float().mean().item()}
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def config_columns(args):
+    """The results columns that describe what was trained."""
+    return {k: getattr(args, k) for k in ("dataset", "method", "seed", "data_seed", "ratio", "n_train", "lr",
+                                          "lam", "disc_lr", "disc_ratio", "mask_blur", "mask_fill",
+                                          "batch_size", "epochs", "patience", "empty_mask")}
+
+
+def check_splits(splits):
+    for name, split in splits.items():
+        if len(torch.unique(split.y)) != 2:
+            raise datasets.DataError(f"the {name} split holds only one class, so its AUC is undefined; "
+                                     f"check the data or use a larger split")
+
+
+def main(args):
+    """Train as `args` says; returns the final row (a dict). Raises UsageError/DataError on bad input."""
+    args = resolve(args)
+    results.check_file(args.results)
+    splits = datasets.load(args)
+    check_splits(splits)
+    run_id = f"{args.dataset}-{args.method}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    out = args.out or os.path.join(os.path.dirname(args.results) or ".", "runs", run_id)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create the run directory ({e.strerror}); pass a writable --out")
+    print("config:", json.dumps(dict(vars(args), run_id=run_id, out=out)), flush=True)
+
+    seed_everything(args.seed)
+    device = torch.device(args.device)
+    net = ResNet18().to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    method = losses.build(args.method, args, device)
+    generator = torch.Generator().manual_seed(args.seed)  # the batch order
+
+    base = dict(config_columns(args), run_id=run_id, device=str(device), git_commit=git_commit(), run_dir=out,
+                precision="fp32")
+    best, since_best, status, start = None, 0, "ok", time.time()
+    for epoch in range(1, args.epochs + 1):
+        try:
+            train = train_epoch(net, opt, method, splits["train"], args, generator, device,
+                                desc=f"epoch {epoch}/{args.epochs}")
+        except FloatingPointError as e:
+            print(f"diverged at epoch {epoch}: {e}", file=sys.stderr)
+            status = "diverged"
+            break
+        valid = evaluate(net, splits["valid"], args.batch_size, device)
+        test = evaluate(net, splits["test"], args.batch_size, device)
+        row = dict(base, kind="epoch", status="ok", epoch=epoch, seconds=round(time.time() - start, 3),
+                   train_loss=train.get("loss"), train_ce=train.get("ce"), train_penalty=train.get("penalty"),
+                   train_disc=train.get("disc"), **{f"valid_{k}": v for k, v in valid.items()},
+                   **{f"test_{k}": v for k, v in test.items()}, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        results.append_row(args.results, row)
+        print(f"epoch {epoch}: train {train.get('loss', float('nan')):.4f}  valid loss {valid['loss']:.4f} "
+              f"auc {valid['auc']:.3f}  test auc {test['auc']:.3f}", flush=True)
+        if best is None or valid["loss"] < best["valid_loss"]:
+            best, since_best = row, 0
+            torch.save({"model": net.state_dict(), "config": vars(args), "epoch": epoch},
+                       os.path.join(out, "best.pt"))
+        else:
+            since_best += 1
+            if since_best >= args.patience:
+                break
+
+    final = dict(best or base, kind="final", status=status, selected_epoch=best and best["epoch"],
+                 seconds=round(time.time() - start, 3), time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    results.append_row(args.results, final)
+    print(f"done ({status}): selected epoch {final.get('selected_epoch')}, valid AUC {final.get('valid_auc')}, "
+          f"test AUC {final.get('test_auc')}\nresults row -> {args.results}\ncheckpoint -> "
+          f"{os.path.join(out, 'best.pt')}", flush=True)
+    return final
+
+
+def cli(argv=None):
+    """Command-line entry: exit 0 when trained, 2 on bad input (one line, nothing written), 3 if diverged."""
+    args = parse_args(argv)
+    try:
+        final = main(args)
+    except (UsageError, datasets.DataError, results.ResultsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 3 if final["status"] == "diverged" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

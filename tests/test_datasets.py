@@ -56,7 +56,9 @@ def test_mask_is_crosses_only_and_blur_dilates_without_reaching_the_box(splits):
     split = splits["train"]
     assert torch.equal(split.mask * split.x, split.mask)           # mask pixels are cross pixels
     assert (split.mask[:, 0, 21:23].sum() < split.x[:, 0, 21:23].sum())  # the box is not in the mask
-    wide = datasets.load_synthetic(data_seed=0, ratio=1.0, mask_blur=0.818)["train"]
+    widened = datasets.load_synthetic(data_seed=0, ratio=1.0, mask_blur=0.818)
+    wide = widened["train"]
+    assert torch.equal(widened["test"].mask, splits["test"].mask)  # scoring keeps the expert masks
     assert torch.equal(wide.x, split.x)
     assert (wide.mask >= split.mask).all() and wide.mask.sum() > 2 * split.mask.sum()
     box = split.x * (1 - split.mask)

@@ -6,6 +6,9 @@ object with ``len(split)``, a label tensor ``split.y`` (N,) and a method
 ``(x, y, mask)`` with shapes (B, 1, H, W), (B,), (B, 1, H, W). ``mask`` is 1
 on the pixels an expert marked as relevant and 0 "outside"; an all-zero mask
 means "no annotation" and such images are never masked or penalised.
+``--mask-blur`` widens the masks of the training split only: the validation
+and test splits keep the expert masks, so saliency scores (IoU) are measured
+against the same ground truth whatever blur a method was trained with.
 
 The synthetic task is the paper's Section 4.1: the class is the number of
 crosses (two crosses = class 0, one cross = class 1) and a small box, the
@@ -156,7 +159,7 @@ def load_synthetic(data_seed=0, ratio=1.0, n_train=None, mask_blur=0.0):
         train = name == "train"
         x, y, mask = make_synthetic(n, reversed_rule=not train, ratio=ratio if train else 1.0,
                                     rng=np.random.default_rng(stream))
-        splits[name] = _to_split(x, y, mask, mask_blur)
+        splits[name] = _to_split(x, y, mask, mask_blur if train else 0.0)
     return splits
 
 
@@ -224,7 +227,7 @@ def load_release(root, data_seed=0, n_train=None, mask_blur=0.0):
         x, mask, y = x[idx], mask[idx], y[idx]
         if name != "train":
             x, mask = x[:, :, ::-1], mask[:, :, ::-1]
-        splits[name] = _to_split(x, y, mask, mask_blur)
+        splits[name] = _to_split(x, y, mask, mask_blur if name == "train" else 0.0)
     return splits
 
 
@@ -240,7 +243,8 @@ def add_arguments(parser):
                         "(synthetic default 1.0)")
     g.add_argument("--n-train", type=int, default=None, help="override the training-set size")
     g.add_argument("--mask-blur", type=float, default=None,
-                   help="dilate masks: Gaussian sigma, keep every pixel the blur reaches (0 = none)")
+                   help="dilate the training masks: Gaussian sigma, keep every pixel the blur reaches "
+                        "(0 = none); valid/test keep the expert masks that saliency is scored against")
     g.add_argument("--data-root", default=None, help="folder of the authors' released synthetic .npy files")
 
 

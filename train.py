@@ -120,6 +120,9 @@ def parse_args(argv=None):
     p.add_argument("--empty-mask", choices=("skip", "penalize"), default="skip",
                    help="images without a mask: no penalty, never masked (skip) or treat every pixel as "
                         "outside (penalize: the released code's behaviour, a label leak on RSNA)")
+    p.add_argument("--saliency", choices=("grad", "ig"), default="grad",
+                   help="saliency scored on the positive test images: input gradients (the paper) or "
+                        "integrated gradients")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--results", default=os.path.join("results", "results.csv"), help="the shared results CSV")
     p.add_argument("--out", default=None, help="run directory (default results/runs/<run_id>/)")

@@ -11,6 +11,7 @@ import csv
 import fcntl
 import io
 import os
+import sys
 
 COLUMNS = [
     "time", "run_id", "kind", "status", "sweep_id", "trial",
@@ -61,16 +62,35 @@ def format_row(row):
     return buf.getvalue()
 
 
+def _move_torn_tail(f, path):
+    """If the file does not end in a newline (a writer was killed mid-row), move that partial
+    last line to `<path>.torn` and cut it off, with a warning: never silently dropped."""
+    size = f.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    f.seek(size - 1)
+    if f.read(1) == b"\n":
+        return
+    f.seek(0)
+    data = f.read()
+    keep = data.rfind(b"\n") + 1
+    with open(path + ".torn", "ab") as torn:
+        torn.write(data[keep:] + b"\n")
+    f.truncate(keep)
+    print(f"warning: {path} ended in a partial row (a writer was killed mid-write); "
+          f"moved it to {path}.torn", file=sys.stderr)
+
+
 def append_row(path, row):
     """Append one row under an exclusive lock; write the header first if the file is new."""
-    line = format_row(row)
+    line = format_row(row).encode()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a", newline="") as f:
+    with open(path, "a+b") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            f.seek(0, os.SEEK_END)
-            if f.tell() == 0:
-                line = _header_line() + line
+            _move_torn_tail(f, path)
+            if f.seek(0, os.SEEK_END) == 0:
+                line = _header_line().encode() + line
             else:
                 check_file(path)
             f.write(line)  # one write: a concurrent reader sees the whole row or none of it
@@ -87,5 +107,9 @@ def read_rows(path, **where):
         return []
     with open(path, newline="") as f:
         fcntl.flock(f, fcntl.LOCK_SH)
-        rows = list(csv.DictReader(f))
+        text = f.read()
+    if not text.endswith("\n"):  # a writer was killed mid-row; the next append moves it aside
+        print(f"warning: ignoring the partial last row of {path}", file=sys.stderr)
+        text = text[: text.rfind("\n") + 1]
+    rows = list(csv.DictReader(io.StringIO(text)))
     return [r for r in rows if all(r.get(k) == str(v) for k, v in where.items())]

@@ -126,6 +126,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--results", default=os.path.join("results", "results.csv"), help="the shared results CSV")
     p.add_argument("--out", default=None, help="run directory (default results/runs/<run_id>/)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (a finished run: do nothing)")
     return p.parse_args(argv)
 
 
@@ -161,9 +163,14 @@ def resolve(args):
 # ------------------------------------------------------------------ training
 
 def seed_everything(seed):
+    """Seed every generator. On CPU a run is then bit-for-bit repeatable; on CUDA we also ask cuDNN
+    for deterministic kernels, but some CUDA backward kernels (atomic adds) can still differ in the
+    last bits between runs."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def train_step(net, opt, method, x, y, mask, hp):
@@ -235,18 +242,101 @@ def check_splits(splits):
                                      f"check the data or use a larger split")
 
 
+# ------------------------------------------------------------------ checkpoints (resume)
+CHECKPOINT = "checkpoint.pt"
+NOT_CONFIG = {"resume", "device", "results", "out"}  # may differ between a run and its resumption
+
+
+def save_atomic(obj, path):
+    """torch.save to a temporary file, fsync, rename: a kill leaves either the old file or the new one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def rng_states(generator):
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "batches": generator.get_state()}
+
+
+def set_rng_states(states, generator):
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    generator.set_state(states["batches"])
+
+
+def load_checkpoint(out, args):
+    """The run directory's checkpoint (None if there is none); refuses another configuration."""
+    path = os.path.join(out, CHECKPOINT)
+    if not os.path.exists(path):
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        config = ckpt["config"]
+    except Exception as e:  # a truncated or foreign file: say which, never a deep torch trace
+        raise UsageError(f"--resume: {path} does not load ({type(e).__name__}); delete it to start the run over")
+    differs = sorted(k for k in set(config) | set(vars(args))
+                     if k not in NOT_CONFIG and config.get(k) != getattr(args, k, None))
+    if differs:
+        raise UsageError(f"--resume: {out} holds a run with another configuration ({', '.join(differs)} "
+                         f"differ); pass the same flags or another --out")
+    return ckpt
+
+
+def prepare_paths(args):
+    """Check, before anything is written, that the results file and the run directory are usable."""
+    results.check_file(args.results)
+    for flag, folder in (("--results", os.path.dirname(os.path.abspath(args.results))),
+                         ("--out", args.out)):
+        if folder is None:
+            continue
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"{flag}: cannot create {folder} ({e.strerror}); pass a writable path")
+        if not os.access(folder, os.W_OK):
+            raise UsageError(f"{flag}: {folder} is not writable; pass a writable path")
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out RUN_DIR: the run directory to continue")
+
+
+def record(args, row, recorded):
+    """Append a row unless this (kind, epoch) of the run is already in the results file (resumed runs)."""
+    key = (row["kind"], str(row.get("epoch") or ""))
+    if key not in recorded:
+        results.append_row(args.results, row)
+        recorded.add(key)
+
+
+def now():
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+# ------------------------------------------------------------------ the run
+
 def main(args):
     """Train as `args` says; returns the final row (a dict). Raises UsageError/DataError on bad input."""
     args = resolve(args)
-    results.check_file(args.results)
+    prepare_paths(args)
     splits = datasets.load(args)
     check_splits(splits)
-    run_id = f"{args.dataset}-{args.method}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    ckpt = load_checkpoint(args.out, args) if args.resume else None
+    run_id = ckpt["run_id"] if ckpt else (
+        f"{args.dataset}-{args.method}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
     out = args.out or os.path.join(os.path.dirname(args.results) or ".", "runs", run_id)
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--out {out}: cannot create the run directory ({e.strerror}); pass a writable --out")
+    os.makedirs(out, exist_ok=True)
+    recorded = {(r["kind"], r["epoch"]) for r in results.read_rows(args.results, run_id=run_id)} if ckpt else set()
+    if ckpt and "final" in ckpt:
+        record(args, ckpt["final"], recorded)
+        print(f"{out} finished already (selected epoch {ckpt['final']['selected_epoch']}); nothing to do")
+        return ckpt["final"]
     print("config:", json.dumps(dict(vars(args), run_id=run_id, out=out)), flush=True)
 
     seed_everything(args.seed)
@@ -255,42 +345,65 @@ def main(args):
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     method = losses.build(args.method, args, device)
     generator = torch.Generator().manual_seed(args.seed)  # the batch order
+    # Early-stopping state: everything a resumed run needs to continue exactly where it stopped.
+    state = {"epoch": 0, "best": None, "best_weights": None, "since_best": 0, "status": "ok", "elapsed": 0.0}
+    if ckpt:
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        if hasattr(method, "load_state_dict"):
+            method.load_state_dict(ckpt["method"])
+        set_rng_states(ckpt["rng"], generator)
+        state = ckpt["state"]
+        print(f"resuming {out} after epoch {state['epoch']}", flush=True)
 
     base = dict(config_columns(args), run_id=run_id, device=str(device), git_commit=git_commit(), run_dir=out,
                 precision="fp32")
-    best, since_best, status, start = None, 0, "ok", time.time()
-    for epoch in range(1, args.epochs + 1):
+    start = time.time() - state["elapsed"]
+    stop = state["since_best"] >= args.patience or state["status"] != "ok"
+    for epoch in range(state["epoch"] + 1, args.epochs + 1):
+        if stop:
+            break
         try:
             train = train_epoch(net, opt, method, splits["train"], args, generator, device,
                                 desc=f"epoch {epoch}/{args.epochs}")
         except FloatingPointError as e:
             print(f"diverged at epoch {epoch}: {e}", file=sys.stderr)
-            status = "diverged"
+            state["status"] = "diverged"
             break
         valid = evaluate(net, splits["valid"], args.batch_size, device)
         test = evaluate(net, splits["test"], args.batch_size, device)
         row = dict(base, kind="epoch", status="ok", epoch=epoch, seconds=round(time.time() - start, 3),
                    train_loss=train.get("loss"), train_ce=train.get("ce"), train_penalty=train.get("penalty"),
                    train_disc=train.get("disc"), **{f"valid_{k}": v for k, v in valid.items()},
-                   **{f"test_{k}": v for k, v in test.items()}, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        results.append_row(args.results, row)
+                   **{f"test_{k}": v for k, v in test.items()}, time=now())
         print(f"epoch {epoch}: train {train.get('loss', float('nan')):.4f}  valid loss {valid['loss']:.4f} "
               f"auc {valid['auc']:.3f}  test auc {test['auc']:.3f}", flush=True)
-        if best is None or valid["loss"] < best["valid_loss"]:
-            best, since_best = row, 0
-            torch.save({"model": net.state_dict(), "config": vars(args), "epoch": epoch},
-                       os.path.join(out, "best.pt"))
+        if state["best"] is None or valid["loss"] < state["best"]["valid_loss"]:
+            state.update(best=row, since_best=0,
+                         best_weights={k: v.detach().clone() for k, v in net.state_dict().items()})
         else:
-            since_best += 1
-            if since_best >= args.patience:
-                break
+            state["since_best"] += 1
+        stop = state["since_best"] >= args.patience
+        state.update(epoch=epoch, elapsed=time.time() - start)
+        # The row first, then the checkpoint: a kill in between re-runs this epoch, whose row is then skipped.
+        record(args, row, recorded)
+        save_atomic({"config": vars(args), "run_id": run_id, "model": net.state_dict(), "opt": opt.state_dict(),
+                     "method": method.state_dict() if hasattr(method, "state_dict") else None,
+                     "rng": rng_states(generator), "state": state}, os.path.join(out, CHECKPOINT))
 
-    final = dict(best or base, kind="final", status=status, selected_epoch=best and best["epoch"],
-                 seconds=round(time.time() - start, 3), time=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    results.append_row(args.results, final)
-    print(f"done ({status}): selected epoch {final.get('selected_epoch')}, valid AUC {final.get('valid_auc')}, "
-          f"test AUC {final.get('test_auc')}\nresults row -> {args.results}\ncheckpoint -> "
-          f"{os.path.join(out, 'best.pt')}", flush=True)
+    best = state["best"]
+    final = dict(best or base, kind="final", status=state["status"], selected_epoch=best and best["epoch"],
+                 seconds=round(time.time() - start, 3), time=now())
+    if best is not None:
+        net.load_state_dict(state["best_weights"])
+        save_atomic({"model": state["best_weights"], "config": vars(args), "epoch": best["epoch"]},
+                    os.path.join(out, "best.pt"))
+    record(args, final, recorded)
+    # A finished run keeps only a small marker: a later --resume sees it and does nothing.
+    save_atomic({"config": vars(args), "run_id": run_id, "final": final}, os.path.join(out, CHECKPOINT))
+    print(f"done ({final['status']}): selected epoch {final['selected_epoch']}, valid AUC "
+          f"{final.get('valid_auc')}, test AUC {final.get('test_auc')}\nresults row -> {args.results}"
+          + (f"\ncheckpoint -> {os.path.join(out, 'best.pt')}" if best else ""), flush=True)
     return final
 
 

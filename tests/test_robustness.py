@@ -1,0 +1,183 @@
+"""Nothing recorded is lost: resume after SIGKILL, concurrent writers, torn rows, bad input."""
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import results
+import train
+from test_datasets import write_release
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VOLATILE = {"time", "run_id", "seconds", "run_dir", "saliency_seconds"}
+QUICK = ["--n-train", "32", "--epochs", "3", "--method", "adversarial", "--disc-ratio", "2"]
+
+
+def final_row(path):
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["kind"] == "final"]
+    assert len(rows) == 1
+    return {k: v for k, v in rows[0].items() if k not in VOLATILE}
+
+
+def test_sigkill_at_random_moments_then_resume_gives_the_same_final_row(tmp_path):
+    assert train.cli(["--results", str(tmp_path / "ref.csv"), "--out", str(tmp_path / "ref"), *QUICK]) == 0
+    cmd = [sys.executable, "train.py", "--results", str(tmp_path / "killed.csv"), "--out",
+           str(tmp_path / "killed"), "--resume", *QUICK]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    rng = random.Random(0)
+    kills = 0
+    for attempt in range(8):
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if kills < 3:
+            proc.stdout.readline()  # wait until it has started (first printed line), then kill at random
+            time.sleep(rng.uniform(0.0, 2.5))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        proc.communicate(timeout=300)
+        if proc.returncode == 0:
+            break
+    assert kills == 3
+    assert final_row(tmp_path / "killed.csv") == final_row(tmp_path / "ref.csv")
+    with open(tmp_path / "killed.csv", newline="") as f:
+        epochs = [r["epoch"] for r in csv.DictReader(f) if r["kind"] == "epoch"]
+    assert epochs == ["1", "2", "3"]  # every epoch recorded exactly once
+
+
+def test_resuming_a_finished_run_does_nothing(tmp_path, capsys):
+    argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume",
+            "--n-train", "32", "--epochs", "1"]
+    assert train.cli(argv) == 0
+    before = (tmp_path / "r.csv").read_bytes()
+    capsys.readouterr()
+    assert train.cli(argv) == 0
+    assert "finished already" in capsys.readouterr().out
+    assert (tmp_path / "r.csv").read_bytes() == before
+
+
+def test_resume_with_another_configuration_is_refused(tmp_path, capsys):
+    argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume",
+            "--n-train", "32", "--epochs", "1"]
+    assert train.cli(argv) == 0
+    before = (tmp_path / "r.csv").read_bytes()
+    capsys.readouterr()
+    assert train.cli(argv + ["--lr", "0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lr" in err and "another configuration" in err
+    assert (tmp_path / "r.csv").read_bytes() == before
+
+
+WRITER = textwrap.dedent("""
+    import sys, results
+    for i in range(200):
+        results.append_row(sys.argv[1], {"kind": "epoch", "run_id": f"w{sys.argv[2]}", "epoch": i,
+                                         "method": "x" * 300})
+""")
+
+
+def test_eight_concurrent_writers_leave_1600_whole_rows(tmp_path, capsys):
+    path = str(tmp_path / "r.csv")
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, path, str(w)], cwd=REPO) for w in range(8)]
+    reads = 0
+    while any(p.poll() is None for p in procs):  # a reader running meanwhile never sees a partial row
+        rows = results.read_rows(path) if os.path.exists(path) else []
+        assert all(r["method"] == "x" * 300 and r["kind"] == "epoch" for r in rows)
+        reads += 1
+    assert all(p.wait() == 0 for p in procs)
+    assert reads > 1 and "partial" not in capsys.readouterr().err
+    rows = results.read_rows(path)
+    assert len(rows) == 1600
+    for w in range(8):
+        assert [r["epoch"] for r in rows if r["run_id"] == f"w{w}"] == [str(i) for i in range(200)]
+
+
+def test_a_torn_last_row_is_moved_aside_not_lost(tmp_path, capsys):
+    path = str(tmp_path / "r.csv")
+    results.append_row(path, {"kind": "epoch", "epoch": 1})
+    with open(path, "a") as f:
+        f.write("2026-01-01T00:00:00,run-x,ep")  # a writer killed mid-row
+    assert len(results.read_rows(path)) == 1  # readers skip it
+    results.append_row(path, {"kind": "epoch", "epoch": 2})
+    assert "partial row" in capsys.readouterr().err
+    assert [r["epoch"] for r in results.read_rows(path)] == ["1", "2"]
+    assert open(path + ".torn").read() == "2026-01-01T00:00:00,run-x,ep\n"
+
+
+# ------------------------------------------------------------------ bad input: exit 2, one line, nothing written
+
+def _release(tmp_path, edit):
+    root = tmp_path / "release"
+    root.mkdir()
+    write_release(root, n_per_class=80)
+    edit(root)
+    return ["--data-root", str(root), "--n-train", "32"]
+
+
+def _bad_size(root):
+    np.save(root / "distractor1_img_0.npy", np.zeros((32, 32), np.float32))
+
+
+def _bad_mask(root):
+    np.save(root / "distractor1_seg_3.npy", np.zeros((28, 14), np.float32))
+
+
+def _bad_label(root):
+    text = (root / "distractor1_labels.csv").read_text().splitlines()
+    text[2] = text[2].rsplit(",", 1)[0] + ",2"
+    (root / "distractor1_labels.csv").write_text("\n".join(text) + "\n")
+
+
+def _one_class(root):
+    text = (root / "distractor2_labels.csv").read_text().splitlines()
+    (root / "distractor2_labels.csv").write_text("\n".join(text[:1] + [l.rsplit(",", 1)[0] + ",0" for l in text[1:]]) + "\n")
+
+
+BAD = {
+    "results file is not a CSV": (lambda t: ["--results", str(t / "bin.csv")], "--results"),
+    "results file has another header": (lambda t: ["--results", str(t / "other.csv")], "--results"),
+    "results directory unwritable": (lambda t: ["--results", str(t / "afile" / "r.csv")], "--results"),
+    "run directory unwritable": (lambda t: ["--out", str(t / "afile" / "run")], "--out"),
+    "checkpoint does not load": (lambda t: ["--out", str(t / "badrun"), "--resume"], "checkpoint.pt"),
+    "resume without --out": (lambda t: ["--resume"], "--out"),
+    "images of the wrong size": (lambda t: _release(t, _bad_size), "28x28"),
+    "masks that do not match images": (lambda t: _release(t, _bad_mask), "mask"),
+    "labels outside 0/1": (lambda t: _release(t, _bad_label), "classes outside"),
+    "a split with one class": (lambda t: _release(t, _one_class), "class 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, case):
+    (tmp_path / "bin.csv").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "other.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "afile").write_text("not a directory")
+    (tmp_path / "badrun").mkdir()
+    (tmp_path / "badrun" / "checkpoint.pt").write_bytes(b"\x80\x02 truncated")
+    path = tmp_path / "r.csv"
+    results.append_row(str(path), {"kind": "final"})
+    snapshot = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    make_argv, needle = BAD[case]
+    code = train.cli(["--results", str(path), "--epochs", "1", "--n-train", "32", *make_argv(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("error:") and needle in err, err
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == snapshot
+    assert not list(tmp_path.glob("runs"))
+
+
+def test_non_finite_loss_records_diverged_and_exits_3(tmp_path):
+    path = tmp_path / "r.csv"
+    code = train.cli(["--results", str(path), "--out", str(tmp_path / "run"), "--n-train", "32", "--epochs", "2",
+                      "--method", "gradmask", "--lam", "1e38", "--lr", "10"])
+    assert code == 3
+    rows = results.read_rows(str(path), kind="final")
+    assert len(rows) == 1 and rows[0]["status"] == "diverged"

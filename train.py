@@ -28,6 +28,7 @@ from tqdm import tqdm
 import datasets
 import losses
 import results
+import saliency
 from models import ResNet18
 
 # ------------------------------------------------------------------ hyperparameters
@@ -398,6 +399,8 @@ def main(args):
         net.load_state_dict(state["best_weights"])
         save_atomic({"model": state["best_weights"], "config": vars(args), "epoch": best["epoch"]},
                     os.path.join(out, "best.pt"))
+        # Does the selected model look at the right pixels? Scored on the positive test images.
+        final.update(saliency.score(net, splits["test"], args.saliency, device, out_dir=out))
     record(args, final, recorded)
     # A finished run keeps only a small marker: a later --resume sees it and does nothing.
     save_atomic({"config": vars(args), "run_id": run_id, "final": final}, os.path.join(out, CHECKPOINT))

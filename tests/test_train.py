@@ -33,7 +33,8 @@ def test_one_epoch_of_every_method_appends_well_formed_rows(tmp_path, method):
     assert final["status"] == "ok" and final["method"] == method and final["selected_epoch"] == "1"
     assert 0.0 <= float(final["valid_auc"]) <= 1.0 and 0.0 <= float(final["test_auc"]) <= 1.0
     assert float(final["lr"]) == train.TUNED[("synthetic", 1.0)][method]["lr"]
-    assert (tmp_path / "run" / "best.pt").exists()
+    assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "saliency.npz").exists()
+    assert final["saliency"] == "grad" and final["n_scored"] == "64" and 0 <= float(final["iou"]) <= 1
     if method != "baseline" and method != "masked":
         assert final["train_penalty"] != ""
 

@@ -1,0 +1,339 @@
+"""The chest X-ray tasks: cohorts from torchxrayvision's metadata, and the image pipeline on tiny files.
+
+The cohort tests read the real metadata CSVs torchxrayvision ships (no image
+needed). The loader tests write a temporary tree of 64-pixel images under real
+file names (8-bit PNG for NIH, 16-bit PNG for PadChest, JPEG and DICOM for
+RSNA) and point small subset CSVs at them.
+"""
+import argparse
+import csv
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+import datasets
+import results
+import train
+
+SHIPPED_SIZES = {("xray", 0.9): (5550, 2774, 2780), ("xray", 0.5): (5552, 2776, 2776),
+                 ("rsna", 0.9): (2694, 1346, 1352), ("rsna", 0.5): (2696, 1348, 1348)}
+
+
+def data_args(*argv):
+    p = argparse.ArgumentParser()
+    datasets.add_arguments(p)
+    args = p.parse_args(list(argv))
+    args.batch_size = 16
+    return args
+
+
+@pytest.fixture(autouse=True)
+def no_data_env(monkeypatch):
+    for _, env in datasets.DIR_FLAGS.values():
+        monkeypatch.delenv(env, raising=False)
+
+
+@pytest.fixture(scope="module")
+def pools():
+    """Every candidate image of both tasks, from the shipped metadata (read once)."""
+    return {name: datasets.candidates(data_args("--dataset", name)) for name in ("xray", "rsna")}
+
+
+def cells_of(cohort, name):
+    return np.bincount(cohort.cells()[cohort.splits[name]], minlength=4)
+
+
+# ------------------------------------------------------------------ cohorts from the shipped metadata
+
+@pytest.mark.parametrize("dataset,ratio", list(SHIPPED_SIZES))
+def test_shipped_cohort_sizes_balance_and_reversal(pools, dataset, ratio):
+    cohort = datasets.draw_cohort(dataset, pools[dataset], ratio, seed=0)
+    assert cohort.n == {"xray": 2776, "rsna": 1348}[dataset]
+    assert tuple(len(cohort.splits[s]) for s in datasets.SPLITS) == SHIPPED_SIZES[(dataset, ratio)]
+    rows = np.concatenate([cohort.splits[s] for s in datasets.SPLITS])
+    assert len(np.unique(rows)) == len(rows) == 4 * cohort.n            # disjoint, and every image used
+    for name in datasets.SPLITS:
+        neg0, pos0, neg1, pos1 = cells_of(cohort, name)
+        assert neg0 + neg1 == pos0 + pos1 and neg0 + pos0 == neg1 + pos1   # classes and sites balanced
+        if ratio != 0.5:  # train: positives mostly from site 1; valid and test: reversed
+            assert (pos1 > 4 * pos0 and neg0 > 4 * neg1) == (name == "train")
+            assert (pos0 > 4 * pos1 and neg1 > 4 * neg0) == (name != "train")
+        else:
+            assert neg0 == pos0 == neg1 == pos1
+
+
+def test_quotas_are_exact_where_floats_round_down():
+    for n in range(1, 3000):
+        q = datasets.split_quotas(n, 0.9)
+        assert q["train"].tolist() == [9 * n // 10, n // 10, n // 10, 9 * n // 10]
+        assert q["valid"].tolist() == [n // 20, 9 * n // 20, 9 * n // 20, n // 20]
+    assert int(10 * (1 - 0.9)) == 0 and datasets.split_quotas(10, 0.9)["train"][1] == 1  # the float hazard
+
+
+def test_patient_split_leaves_no_patient_in_two_splits(pools):
+    by_image = datasets.draw_cohort("xray", pools["xray"], 0.9, seed=0)
+    by_patient = datasets.draw_cohort("xray", pools["xray"], 0.9, seed=0, patient_split=True)
+    patients = {s: set(by_patient.table["patient"].to_numpy()[by_patient.splits[s]]) for s in datasets.SPLITS}
+    assert not (patients["train"] & patients["valid"] or patients["train"] & patients["test"]
+                or patients["valid"] & patients["test"])
+    for name in datasets.SPLITS:  # and the same images per cell as the image split
+        assert cells_of(by_patient, name).tolist() == cells_of(by_image, name).tolist()
+    shared = {s: set(by_image.table["patient"].to_numpy()[by_image.splits[s]]) for s in datasets.SPLITS}
+    assert shared["train"] & shared["test"]  # splitting by image (the paper) does share patients
+
+
+def test_selection_rules_on_the_shipped_metadata(pools):
+    pool = pools["xray"]
+    pc = pd.read_csv(datasets._metadata(data_args(), "padchest"), usecols=["ImageID", "Labels"]).set_index("ImageID")
+    labels = pc.loc[pool["file"][pool["source"] == "padchest"], "Labels"]
+    y = pool["y"][pool["source"] == "padchest"].to_numpy()
+    assert labels[y == 0].str.contains("abnormal").sum() == 0        # 'abnormal foreign body' is not healthy
+    assert labels[y == 1].str.contains("cardiomegaly").all()
+    assert np.bincount(2 * pool["site"] + pool["y"]).tolist() == [60361, 2776, 22046, 4728]
+    rsna = pools["rsna"]
+    assert all((b is None) == (y == 0) for b, y in zip(rsna["boxes"], rsna["y"]))  # boxes exactly on positives
+
+
+def test_summary_cli_needs_no_image(capsys):
+    assert datasets.cli(["--dataset", "rsna", "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert "n = 1348 per cell" in out and "patients in more than one split: 0" in out
+    assert [line.split()[5] for line in out.splitlines() if line.split()[:1] in (["train"], ["valid"], ["test"])] \
+        == ["2694", "1346", "1352"]
+
+
+# ------------------------------------------------------------------ a tree of tiny images
+
+def _picture(rng, h, w, maxval):
+    """A smooth gradient plus noise: enough structure for the resize to matter."""
+    ramp = np.add.outer(np.linspace(0, 0.6, h), np.linspace(0, 0.3, w))
+    return ((ramp + 0.1 * rng.random((h, w))) * maxval).astype(np.uint16 if maxval > 255 else np.uint8)
+
+
+def _write_dicom(path, pixels):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """Subset CSVs of real metadata rows and 64-pixel images under their real names.
+
+    NIH: 10 Cardiomegaly + 10 No Finding (three in the images_001/images/ layout).
+    PadChest: 12 cardiomegaly + 12 normal PA (64x80, 16-bit, in ImageDir folders),
+    plus an 'abnormal foreign body' PA and a lateral 'normal', which must not be drawn.
+    RSNA: 8 images per view x label, as JPEG and as DICOM.
+    """
+    root = tmp_path_factory.mktemp("xray")
+    rng = np.random.default_rng(0)
+    meta = datasets._metadata
+    args = data_args()
+
+    nih = pd.read_csv(meta(args, "nih"))
+    nih = pd.concat([nih[nih["Finding Labels"].str.contains("Cardiomegaly")].head(10),
+                     nih[nih["Finding Labels"] == "No Finding"].head(10)])
+    nih.to_csv(root / "nih.csv", index=False)
+    for i, name in enumerate(nih["Image Index"]):
+        folder = root / "nih" / ("images_001/images" if i % 7 == 0 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_picture(rng, 64, 64, 255)).save(folder / name)
+
+    pc = pd.read_csv(meta(args, "padchest"), low_memory=False)
+    pa = pc[pc["ViewPosition_DICOM"].fillna("").str.contains("POSTEROANTERIOR")]
+    labels = pa["Labels"].fillna("")
+    pc = pd.concat([pa[labels == "['cardiomegaly']"].head(12), pa[labels == "['normal']"].head(12),
+                    pa[labels.str.contains("abnormal foreign body")].head(1),
+                    pc[(pc["ViewPosition_DICOM"] == "LATERAL") & (pc["Labels"] == "['normal']")].head(1)])
+    pc.to_csv(root / "padchest.csv", index=False)
+    for name, sub in zip(pc["ImageID"], pc["ImageDir"]):
+        (root / "padchest" / str(sub)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_picture(rng, 64, 80, 65535)).save(root / "padchest" / str(sub) / name)
+
+    boxes = pd.read_csv(meta(args, "rsna"))
+    views = pd.read_csv(meta(args, "rsna_views")).set_index("PatientID")["ViewPosition"]
+    per = boxes.groupby("patientId")["Target"].max().to_frame().join(views)
+    ids = [pid for view in ("PA", "AP") for t in (0, 1)
+           for pid in per.index[(per["ViewPosition"] == view) & (per["Target"] == t)][:8]]
+    boxes[boxes["patientId"].isin(ids)].to_csv(root / "rsna.csv", index=False)
+    (root / "rsna_jpg").mkdir()
+    (root / "rsna_dcm").mkdir()
+    for pid in ids:
+        pixels = _picture(rng, 64, 64, 255)
+        Image.fromarray(pixels).save(root / "rsna_jpg" / f"{pid}.jpg", quality=95)
+        _write_dicom(str(root / "rsna_dcm" / f"{pid}.dcm"), pixels)
+    return root
+
+
+def tree_argv(tree, dataset, ext="jpg"):
+    if dataset == "xray":
+        return ["--dataset", "xray", "--nih-dir", str(tree / "nih"), "--nih-csv", str(tree / "nih.csv"),
+                "--padchest-dir", str(tree / "padchest"), "--padchest-csv", str(tree / "padchest.csv")]
+    return ["--dataset", "rsna", "--rsna-dir", str(tree / f"rsna_{ext}"), "--rsna-ext", ext,
+            "--rsna-csv", str(tree / "rsna.csv")]
+
+
+def everything(split):
+    """All of a split's batches, in order, concatenated: x, y, mask."""
+    xs, ys, ms = zip(*split.batches(8))
+    return torch.cat(xs), torch.cat(ys), torch.cat(ms)
+
+
+def expected_box_mask(boxes, size):
+    """Reference for a square source image: the 1024-frame boxes scaled to size, every touched pixel."""
+    m = np.zeros((size, size), bool)
+    for x, y, w, h in boxes * size / datasets.RSNA_FRAME:
+        m[int(np.floor(y)):int(np.ceil(y + h)), int(np.floor(x)):int(np.ceil(x + w))] = True
+    return m
+
+
+@pytest.mark.parametrize("dataset,ext", [("xray", "jpg"), ("rsna", "jpg"), ("rsna", "dcm")])
+def test_loader_reads_real_formats_with_labels_and_masks(tree, dataset, ext):
+    args = data_args(*tree_argv(tree, dataset, ext), "--data-seed", "1")
+    pool, _, cohort = datasets.xray_cohort(args)
+    splits = datasets.load(args)
+    assert cohort.n == (10 if dataset == "xray" else 8)
+    if dataset == "xray":  # the 'abnormal foreign body' and the lateral image are never drawn
+        drawn = pd.read_csv(tree / "padchest.csv").set_index("ImageID").reindex(cohort.table["file"]).dropna(
+            subset=["Labels"])
+        assert len(drawn) == 20 and not drawn["Labels"].str.contains("abnormal").any()
+        assert drawn["ViewPosition_DICOM"].eq("POSTEROANTERIOR").all()
+    for name, split in splits.items():
+        x, y, mask = everything(split)
+        assert x.shape == mask.shape == (len(split), 1, 224, 224) and x.dtype == mask.dtype == torch.float32
+        assert x.abs().max() <= 1024 and x.std() > 10
+        assert torch.equal(y, split.y) and y.tolist() == cohort.table["y"].to_numpy()[cohort.splits[name]].tolist()
+        assert set(mask.unique().tolist()) <= {0.0, 1.0}
+        if dataset == "xray":  # the fixed ellipse on every image
+            assert torch.equal(mask[:, 0], torch.from_numpy(datasets.ellipse_mask(224)).float().expand(len(y), -1, -1))
+            continue
+        for m, label, row in zip(mask[:, 0], y, cohort.splits[name]):
+            if label == 0:
+                assert m.sum() == 0                          # no annotation: never masked, never penalised
+            else:
+                assert np.array_equal(m.numpy() > 0, expected_box_mask(cohort.table["boxes"][row], 224))
+
+
+def test_preprocessing_is_torchxrayvisions(tree):
+    xrv = pytest.importorskip("torchxrayvision")
+    name = pd.read_csv(tree / "padchest.csv")["ImageID"][0]
+    path = next(str(p) for p in (tree / "padchest").rglob(name))
+    raw = np.asarray(Image.open(path))
+    assert raw.dtype == np.uint16 and raw.shape == (64, 80)  # 16-bit and not square: the crop matters
+    ref = xrv.datasets.XRayResizer(224)(xrv.datasets.XRayCenterCrop()(xrv.datasets.normalize(raw, 65535, True)))
+    assert np.array_equal(datasets.preprocess(datasets.read_image(path, "padchest"), 224), ref[0])
+
+
+def test_boxes_follow_the_centre_crop():
+    """A box in the middle third of a wide image's frame lands where the crop puts it."""
+    boxes = np.array([[[512.0, 256.0, 128.0, 512.0]]])   # x, y, w, h in the 1024 frame
+    got = datasets.box_masks(boxes, np.array([[64, 128]]), 64)[0].numpy()  # a 64x128 source: crop 32..96
+    rows, cols = np.flatnonzero(got.any(1)), np.flatnonzero(got.any(0))
+    assert (rows[0], rows[-1] + 1) == (16, 48)      # y 256..768 of 1024 -> 16..48 of 64
+    assert (cols[0], cols[-1] + 1) == (32, 48)      # x 512..640 of 1024 -> 64..80 of 128, minus the crop's 32
+
+
+def test_cache_gives_the_same_tensors_and_is_reused(tree, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(tree / "rsna_jpg", images)
+    argv = ["--dataset", "rsna", "--rsna-dir", str(images), "--rsna-csv", str(tree / "rsna.csv")]
+    plain = datasets.load(data_args(*argv, "--workers", "1"))  # decoded in a DataLoader worker
+    cached = datasets.load(data_args(*argv, "--cache", str(tmp_path / "cache")))
+    files = sorted(os.listdir(tmp_path / "cache"))
+    pixels = np.load(tmp_path / "cache" / files[1], mmap_mode="r")
+    assert files[1].startswith("rsna-224px-32-") and files[0] == files[1][:-4] + "-shapes.npy"
+    assert pixels.dtype == np.float16 and pixels.shape == (32, 224, 224)
+    for name in datasets.SPLITS:
+        (x0, y0, m0), (x1, y1, m1) = everything(plain[name]), everything(cached[name])
+        assert torch.allclose(x0, x1, rtol=2 ** -10, atol=2 ** -14) and torch.equal(y0, y1) and torch.equal(m0, m1)
+    shutil.rmtree(images)  # a second run reads the cache only
+    again = datasets.load(data_args(*argv, "--cache", str(tmp_path / "cache")))
+    assert sorted(os.listdir(tmp_path / "cache")) == files
+    for name in datasets.SPLITS:
+        assert all(torch.equal(a, b) for a, b in zip(everything(cached[name]), everything(again[name])))
+    g = torch.Generator().manual_seed(0)  # shuffled batches still pair each image with its label and mask
+    x, y, m = next(cached["train"].batches(4, g))
+    positives = (m.flatten(1).amax(1) > 0)
+    assert torch.equal(positives, y == 1)
+
+
+def test_skip_bad_images_replaces_unreadable_files_and_says_so(tree, tmp_path, capsys):
+    padchest = tmp_path / "padchest"
+    shutil.copytree(tree / "padchest", padchest)
+    argv = tree_argv(tree, "xray")
+    argv[argv.index("--padchest-dir") + 1] = str(padchest)
+    cohort = datasets.xray_cohort(data_args(*argv))[2]
+    victim = cohort.table["file"][cohort.table["source"] == "padchest"].iloc[0]
+    path = next(padchest.rglob(victim))
+    path.write_bytes(path.read_bytes()[:100])  # a truncated PNG, as in PadChest's known bad files
+    with pytest.raises(datasets.DataError, match=f"cannot read .*{victim}.*--skip-bad-images"):
+        datasets.load(data_args(*argv, "--cache", str(tmp_path / "cache")))
+    with pytest.raises(datasets.DataError) as error:  # uncached, the first epoch meets it: still one line
+        [everything(split) for split in datasets.load(data_args(*argv, "--workers", "1")).values()]
+    assert str(error.value).startswith("cannot read") and "\n" not in str(error.value)
+    splits = datasets.load(data_args(*argv, "--cache", str(tmp_path / "cache"), "--skip-bad-images"))
+    assert victim in capsys.readouterr().err
+    assert [len(s) for s in splits.values()] == [len(cohort.splits[s]) for s in datasets.SPLITS]  # replaced
+    assert (tmp_path / "cache" / "unreadable-xray.txt").read_text() == f"{victim}\n"
+    assert victim not in datasets.xray_cohort(data_args(*argv, "--cache", str(tmp_path / "cache"),
+                                                        "--skip-bad-images"))[2].table["file"].tolist()
+
+
+# ------------------------------------------------------------------ through train.py
+
+def test_one_epoch_on_rsna_writes_a_final_row(tree, tmp_path):
+    out, path = tmp_path / "run", tmp_path / "results.csv"
+    code = train.cli([*tree_argv(tree, "rsna"), "--image-size", "32", "--epochs", "1", "--batch-size", "4",
+                      "--results", str(path), "--out", str(out), "--method", "gradmask"])
+    assert code == 0
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    final = [r for r in rows if r["kind"] == "final"]
+    assert len(final) == 1 and final[0]["status"] == "ok" and final[0]["dataset"] == "rsna"
+    assert float(final[0]["ratio"]) == 0.9 and 0 <= float(final[0]["test_auc"]) <= 1
+    assert (out / "best.pt").exists()
+
+
+def _missing_file_tree(tree, tmp_path):
+    images = tmp_path / "rsna"
+    shutil.copytree(tree / "rsna_jpg", images)
+    gone = sorted(os.listdir(images))[0]
+    os.remove(images / gone)
+    return str(images), gone
+
+
+@pytest.mark.parametrize("case", ["missing directory", "missing file", "no directory given"])
+def test_missing_data_exits_2_with_one_line_and_leaves_the_csv_untouched(tree, tmp_path, capsys, case):
+    argv = tree_argv(tree, "rsna")
+    if case == "missing directory":
+        argv[argv.index("--rsna-dir") + 1], expect = "/no/such/dir", ["--rsna-dir", "/no/such/dir", ".jpg"]
+    elif case == "missing file":
+        argv[argv.index("--rsna-dir") + 1], gone = _missing_file_tree(tree, tmp_path)
+        expect = ["--rsna-dir", gone, ".jpg"]
+    else:
+        del argv[argv.index("--rsna-dir"):argv.index("--rsna-dir") + 2]
+        expect = ["--rsna-dir", "RSNA_DIR"]
+    path = tmp_path / "results.csv"
+    results.append_row(str(path), {"kind": "final", "method": "baseline"})
+    before = path.read_bytes()
+    code = train.cli([*argv, "--image-size", "32", "--epochs", "1", "--results", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and all(e in err for e in expect), err
+    assert path.read_bytes() == before

@@ -166,15 +166,21 @@ def _to_split(x, y, mask, mask_blur):
                        mask=torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)).unsqueeze(1))
 
 
-def split_sizes(n_train=None):
-    return dict(SPLIT_SIZES, **({"train": n_train} if n_train else {}))
+def split_sizes(n_train=None, n_eval=None):
+    """{"train": 500, "valid": 128, "test": 128}, with the overrides of --n-train and --n-eval."""
+    sizes = dict(SPLIT_SIZES)
+    if n_train:
+        sizes["train"] = n_train
+    if n_eval:
+        sizes.update(valid=n_eval, test=n_eval)
+    return sizes
 
 
-def load_synthetic(data_seed=0, ratio=1.0, n_train=None, mask_blur=0.0):
+def load_synthetic(data_seed=0, ratio=1.0, n_train=None, mask_blur=0.0, n_eval=None):
     """The three synthetic splits, generated from `data_seed` (independent of the training seed)."""
     streams = np.random.SeedSequence(data_seed).spawn(3)
     splits = {}
-    for (name, n), stream in zip(split_sizes(n_train).items(), streams):
+    for (name, n), stream in zip(split_sizes(n_train, n_eval).items(), streams):
         train = name == "train"
         x, y, mask = make_synthetic(n, reversed_rule=not train, ratio=ratio if train else 1.0,
                                     rng=np.random.default_rng(stream))
@@ -233,14 +239,14 @@ def _balanced_subset(y, n, rng, where):
     return rng.permutation(np.concatenate(picks))
 
 
-def load_release(root, data_seed=0, n_train=None, mask_blur=0.0):
+def load_release(root, data_seed=0, n_train=None, mask_blur=0.0, n_eval=None):
     """The authors' released synthetic files; valid/test are flipped left-right to reverse the box."""
     if not os.path.isdir(root):
         raise DataError(f"--data-root {root}: no such directory; point it at the folder holding "
                         f"distractor1_img_N.npy, distractor1_seg_N.npy and distractor1_labels.csv")
     rng = np.random.default_rng(data_seed)
     splits = {}
-    for name, n in split_sizes(n_train).items():
+    for name, n in split_sizes(n_train, n_eval).items():
         x, mask, y = _read_release_split(root, RELEASE_FILES[name])
         idx = _balanced_subset(y, n, rng, f"{RELEASE_FILES[name]}_labels.csv")
         x, mask, y = x[idx], mask[idx], y[idx]
@@ -806,6 +812,8 @@ def add_arguments(parser):
                    help="fraction of training images where the confounder follows the class "
                         "(synthetic default 1.0; xray/rsna default 0.9, 0.5 = no correlation)")
     g.add_argument("--n-train", type=int, default=None, help="synthetic: override the training-set size")
+    g.add_argument("--n-eval", type=int, default=None,
+                   help="synthetic: override the validation and test sizes (quick runs and tests)")
     g.add_argument("--mask-blur", type=float, default=None,
                    help="dilate the training masks: Gaussian sigma, keep every pixel the blur reaches "
                         "(0 = none); valid/test keep the expert masks that saliency is scored against")
@@ -846,8 +854,11 @@ def check_args(args):
         if args.n_train is not None and args.n_train < 2 * args.batch_size:
             raise DataError(f"--n-train {args.n_train} is smaller than one batch per class; "
                             f"pass at least {2 * args.batch_size} (2 x --batch-size)")
+        if args.n_eval is not None and args.n_eval < 4:
+            raise DataError(f"--n-eval {args.n_eval} is too small for an AUC; pass at least 4")
         return
-    for flag, bad in (("--n-train", args.n_train is not None), ("--mask-blur", bool(args.mask_blur)),
+    for flag, bad in (("--n-train", args.n_train is not None), ("--n-eval", args.n_eval is not None),
+                      ("--mask-blur", bool(args.mask_blur)),
                       ("--data-root", args.data_root is not None)):
         if bad:
             raise DataError(f"{flag} applies to --dataset synthetic only; drop it for --dataset {args.dataset}")
@@ -866,8 +877,8 @@ def load(args):
     if args.dataset in SITES:
         return load_xray(args)
     if args.data_root:
-        return load_release(args.data_root, args.data_seed, args.n_train, args.mask_blur)
-    return load_synthetic(args.data_seed, args.ratio, args.n_train, args.mask_blur)
+        return load_release(args.data_root, args.data_seed, args.n_train, args.mask_blur, args.n_eval)
+    return load_synthetic(args.data_seed, args.ratio, args.n_train, args.mask_blur, args.n_eval)
 
 
 def cli(argv=None):

@@ -16,7 +16,7 @@ import sys
 COLUMNS = [
     "time", "run_id", "kind", "status", "sweep_id", "trial",
     # what was trained
-    "dataset", "method", "seed", "data_seed", "ratio", "n_train",
+    "dataset", "method", "seed", "data_seed", "ratio", "n_train", "n_eval", "image_size", "patient_split",
     "lr", "lam", "disc_lr", "disc_ratio", "mask_blur", "mask_fill",
     "batch_size", "epochs", "patience", "empty_mask", "precision",
     # per-epoch metrics (for kind=final: those of the selected epoch)
@@ -108,7 +108,7 @@ def read_rows(path, **where):
     with open(path, newline="") as f:
         fcntl.flock(f, fcntl.LOCK_SH)
         text = f.read()
-    if not text.endswith("\n"):  # a writer was killed mid-row; the next append moves it aside
+    if text and not text.endswith("\n"):  # a writer was killed mid-row; the next append moves it aside
         print(f"warning: ignoring the partial last row of {path}", file=sys.stderr)
         text = text[: text.rfind("\n") + 1]
     rows = list(csv.DictReader(io.StringIO(text)))

@@ -229,11 +229,17 @@ def git_commit():
         return "unknown"
 
 
+CONFIG = ("dataset", "method", "seed", "data_seed", "ratio", "n_train", "n_eval", "image_size", "patient_split",
+          "lr", "lam", "disc_lr", "disc_ratio", "mask_blur", "mask_fill", "empty_mask",
+          "batch_size", "epochs", "patience")
+
+
 def config_columns(args):
-    """The results columns that describe what was trained."""
-    return {k: getattr(args, k) for k in ("dataset", "method", "seed", "data_seed", "ratio", "n_train", "lr",
-                                          "lam", "disc_lr", "disc_ratio", "mask_blur", "mask_fill",
-                                          "batch_size", "epochs", "patience", "empty_mask")}
+    """The results columns that describe what was trained (X-ray-only settings blank on synthetic)."""
+    row = {k: getattr(args, k, None) for k in CONFIG}
+    if args.dataset == "synthetic":
+        row.update(image_size=None, patient_split=None)
+    return row
 
 
 def check_splits(splits):

@@ -96,12 +96,7 @@ def write_release(root, n_per_class=20, seed=0):
 
 def test_release_loader_reads_the_layout_and_flips_valid_test(tmp_path):
     write_release(tmp_path)
-    old = datasets.SPLIT_SIZES.copy()
-    try:
-        datasets.SPLIT_SIZES.update(valid=16, test=16)
-        splits = datasets.load_release(str(tmp_path), data_seed=0, n_train=32)
-    finally:
-        datasets.SPLIT_SIZES.update(old)
+    splits = datasets.load_release(str(tmp_path), data_seed=0, n_train=32, n_eval=16)
     assert {k: len(v) for k, v in splits.items()} == {"train": 32, "valid": 16, "test": 16}
     assert torch.equal(_box_right(splits["train"]), splits["train"].y == 0)
     assert torch.equal(_box_right(splits["test"]), splits["test"].y == 1)  # flipped at load time

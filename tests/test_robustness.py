@@ -18,7 +18,7 @@ from test_datasets import write_release
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOLATILE = {"time", "run_id", "seconds", "run_dir", "saliency_seconds"}
-QUICK = ["--n-train", "32", "--epochs", "3", "--method", "adversarial", "--disc-ratio", "2"]
+QUICK = ["--n-train", "32", "--n-eval", "16", "--epochs", "3", "--method", "adversarial", "--disc-ratio", "2"]
 
 
 def final_row(path):
@@ -55,7 +55,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_final_row(tmp_path
 
 def test_resuming_a_finished_run_does_nothing(tmp_path, capsys):
     argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume",
-            "--n-train", "32", "--epochs", "1"]
+            "--n-train", "32", "--n-eval", "16", "--epochs", "1"]
     assert train.cli(argv) == 0
     before = (tmp_path / "r.csv").read_bytes()
     capsys.readouterr()
@@ -66,7 +66,7 @@ def test_resuming_a_finished_run_does_nothing(tmp_path, capsys):
 
 def test_resume_with_another_configuration_is_refused(tmp_path, capsys):
     argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume",
-            "--n-train", "32", "--epochs", "1"]
+            "--n-train", "32", "--n-eval", "16", "--epochs", "1"]
     assert train.cli(argv) == 0
     before = (tmp_path / "r.csv").read_bytes()
     capsys.readouterr()
@@ -117,9 +117,9 @@ def test_a_torn_last_row_is_moved_aside_not_lost(tmp_path, capsys):
 def _release(tmp_path, edit):
     root = tmp_path / "release"
     root.mkdir()
-    write_release(root, n_per_class=80)
+    write_release(root, n_per_class=24)
     edit(root)
-    return ["--data-root", str(root), "--n-train", "32"]
+    return ["--data-root", str(root), "--n-train", "32", "--n-eval", "16"]
 
 
 def _bad_size(root):
@@ -166,7 +166,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ca
     results.append_row(str(path), {"kind": "final"})
     snapshot = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     make_argv, needle = BAD[case]
-    code = train.cli(["--results", str(path), "--epochs", "1", "--n-train", "32", *make_argv(tmp_path)])
+    code = train.cli(["--results", str(path), "--epochs", "1", "--n-train", "32", "--n-eval", "16", *make_argv(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert len(err.splitlines()) == 1 and err.startswith("error:") and needle in err, err
@@ -176,7 +176,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ca
 
 def test_non_finite_loss_records_diverged_and_exits_3(tmp_path):
     path = tmp_path / "r.csv"
-    code = train.cli(["--results", str(path), "--out", str(tmp_path / "run"), "--n-train", "32", "--epochs", "2",
+    code = train.cli(["--results", str(path), "--out", str(tmp_path / "run"), "--n-train", "32", "--n-eval", "16", "--epochs", "2",
                       "--method", "gradmask", "--lam", "1e38", "--lr", "10"])
     assert code == 3
     rows = results.read_rows(str(path), kind="final")

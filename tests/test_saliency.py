@@ -197,7 +197,7 @@ def trained_run(tmp_path_factory):
     """A real one-epoch run: its directory and its results CSV."""
     root = tmp_path_factory.mktemp("run")
     run, path = root / "run-a", root / "results.csv"
-    assert train.cli(["--n-train", "32", "--epochs", "1", "--out", str(run), "--results", str(path)]) == 0
+    assert train.cli(["--n-train", "32", "--n-eval", "32", "--epochs", "1", "--out", str(run), "--results", str(path)]) == 0
     return run, path
 
 
@@ -215,7 +215,7 @@ def test_cli_appends_one_saliency_row_to_the_runs_csv(trained_run, capsys):
     row = rows[-1]
     assert row["kind"] == "saliency" and row["status"] == "ok" and row["saliency"] == "grad"
     assert row["run_id"] == "run-a" and row["selected_epoch"] == "1" and row["method"] == "baseline"
-    assert row["n_scored"] == "64" and all(0.0 <= float(row[k]) <= 1.0 for k in ("iou", "iop", "iot"))
+    assert row["n_scored"] == "16" and all(0.0 <= float(row[k]) <= 1.0 for k in ("iou", "iop", "iot"))
     assert f"iou {float(row['iou']):.3f}" in capsys.readouterr().out
     assert (run / "saliency.npz").exists()
 

@@ -124,9 +124,13 @@ def parse_args(argv=None):
     p.add_argument("--saliency", choices=("grad", "ig"), default="grad",
                    help="saliency scored on the positive test images: input gradients (the paper) or "
                         "integrated gradients")
+    p.add_argument("--amp", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: train under bfloat16 autocast (CPU and CUDA); evaluation and saliency stay fp32")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--results", default=os.path.join("results", "results.csv"), help="the shared results CSV")
     p.add_argument("--out", default=None, help="run directory (default results/runs/<run_id>/)")
+    p.add_argument("--sweep-id", default=None, help="set by sweep.py: the sweep this run belongs to")
+    p.add_argument("--trial", type=int, default=None, help="set by sweep.py: the search trial number")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (a finished run: do nothing)")
     return p.parse_args(argv)
@@ -175,8 +179,13 @@ def seed_everything(seed):
 
 
 def train_step(net, opt, method, x, y, mask, hp):
-    """One batch: the method's loss, then one optimiser step unless the method skips it."""
-    loss, terms = method(net, x, y, mask, hp)
+    """One batch: the method's loss, then one optimiser step unless the method skips it.
+
+    With ``--amp bf16`` the method's passes run under autocast (weights and the
+    optimiser stay fp32); the backward pass runs outside it, as autocast expects.
+    """
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=getattr(hp, "amp", "fp32") == "bf16"):
+        loss, terms = method(net, x, y, mask, hp)
     if loss is not None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -289,8 +298,8 @@ def load_checkpoint(out, args):
         config = ckpt["config"]
     except Exception as e:  # a truncated or foreign file: say which, never a deep torch trace
         raise UsageError(f"--resume: {path} does not load ({type(e).__name__}); delete it to start the run over")
-    differs = sorted(k for k in set(config) | set(vars(args))
-                     if k not in NOT_CONFIG and config.get(k) != getattr(args, k, None))
+    # A flag newer than the checkpoint (absent from its config) is not a difference.
+    differs = sorted(k for k in config if k not in NOT_CONFIG and config[k] != getattr(args, k, None))
     if differs:
         raise UsageError(f"--resume: {out} holds a run with another configuration ({', '.join(differs)} "
                          f"differ); pass the same flags or another --out")
@@ -364,7 +373,7 @@ def main(args):
         print(f"resuming {out} after epoch {state['epoch']}", flush=True)
 
     base = dict(config_columns(args), run_id=run_id, device=str(device), git_commit=git_commit(), run_dir=out,
-                precision="fp32")
+                precision=args.amp, sweep_id=args.sweep_id, trial=args.trial)
     start = time.time() - state["elapsed"]
     stop = state["since_best"] >= args.patience or state["status"] != "ok"
     for epoch in range(state["epoch"] + 1, args.epochs + 1):

@@ -5,7 +5,8 @@ writes the header only to a new file, writes the whole row in one ``write``
 and flushes. A file whose header differs from ``COLUMNS`` is refused, so one
 file never mixes two schemas. ``kind`` says what a row is: ``epoch`` (one per
 training epoch), ``final`` (one per finished run: the selected epoch's
-metrics), ``saliency`` (a saved run scored again by saliency.py).
+metrics), ``saliency`` (a saved run scored again by saliency.py), ``failed``
+(a sweep trial that crashed without a final row, recorded by sweep.py).
 """
 import csv
 import fcntl

@@ -7,7 +7,7 @@ What lives in this module, top to bottom:
   3. expected improvement            log_ei, expected_improvement, maximize_ei
   4. ask / tell                      suggest, suggest_batch, minimize
   5. benchmark                       python sweep.py --benchmark branin|hartmann6
-  6. (to be added) the search / seeds phases that call training
+  6. the search and seeds phases      python sweep.py --phase search|seeds ...
   7. main()
 
 The optimiser minimises. A search space maps a name to ("real", lo, hi),
@@ -16,7 +16,11 @@ The optimiser minimises. A search space maps a name to ("real", lo, hi),
 """
 import argparse
 import math
+import os
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, solve_triangular
@@ -24,6 +28,11 @@ from scipy.optimize import minimize as scipy_minimize
 from scipy.special import erfcx, ndtr
 from scipy.stats import yeojohnson
 from threadpoolctl import threadpool_limits  # ships with scikit-learn
+
+import losses
+import results
+import torch
+import train
 
 # ----------------------------------------------------------------------------
 # 1. search space <-> unit cube
@@ -346,23 +355,331 @@ def run_benchmark(name, repeats=20, budget=25, n_init=5):
 
 
 # ----------------------------------------------------------------------------
-# 6. sweep phases (search / seeds) that call training: to be added here.
+# 6. the search and seeds phases: every trial is a train.py run recorded in the results CSV
+#
+# Nothing is pickled: a restarted sweep reads its finished trials back from the
+# results CSV (rows tagged with its sweep id and trial number), resumes the
+# trials that were interrupted (train.py --resume) and only then asks the
+# optimiser for new points. Suggestions are seeded by (search seed, trial), so
+# a restart asks for the same points.
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+
+
+class UsageError(ValueError):
+    """Bad sweep flags: one line, exit code 2."""
+
+
+@dataclass
+class Setting:
+    """One row of a table: a method on a dataset at a ratio (and, for masked, a fill)."""
+    dataset: str
+    ratio: float
+    method: str
+    mask_fill: str = "shuffle"
+
+    @property
+    def name(self):  # e.g. synthetic-r1.0-masked-zero: names sweep ids and run directories
+        fill = "-zero" if self.method == "masked" and self.mask_fill == "zero" else ""
+        return f"{self.dataset}-r{self.ratio}-{self.method}{fill}"
+
+    def train_argv(self):
+        fill = ["--mask-fill", self.mask_fill] if self.method == "masked" else []
+        return ["--dataset", self.dataset, "--ratio", str(self.ratio), "--method", self.method, *fill]
+
+
+@dataclass
+class Trial:
+    """One train.py run of a sweep: a search trial (trial = 1, 2, ...) or a seeds-phase run (trial None)."""
+    setting: Setting
+    sweep_id: str
+    seed: int
+    params: dict
+    out: str
+    trial: int = None
+
+    def argv(self, opts):
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in self.params.items()]
+        tag = ["--trial", str(self.trial)] if self.trial is not None else []
+        return [sys.executable, os.path.join(REPO, "train.py"), *self.setting.train_argv(), *flags,
+                "--seed", str(self.seed), "--results", opts.results, "--out", self.out, "--resume",
+                "--sweep-id", self.sweep_id, *tag, *opts.passthrough]
+
+    def label(self):
+        return f"{self.sweep_id} " + (f"trial {self.trial}" if self.trial is not None else f"seed {self.seed}")
+
+
+def run_params(row, space):
+    """The searched hyperparameters of a results row, typed as the space says."""
+    return {k: (int(float(row[k])) if kind == "int" else float(row[k])) for k, (kind, _, _) in space.items()}
+
+
+def recorded(opts, sweep_id):
+    """The sweep's final rows (last per run) and the epoch rows of its runs that never finished."""
+    rows = results.read_rows(opts.results, sweep_id=sweep_id)
+    finals = {r["run_dir"]: r for r in rows if r["kind"] in ("final", "failed")}
+    unfinished = {r["run_dir"]: r for r in rows if r["kind"] == "epoch" and r["run_dir"] not in finals}
+    return list(finals.values()), list(unfinished.values())
+
+
+def objective(row):
+    """What the search minimises: minus the selected epoch's validation AUC (NaN for a failed trial,
+    which the optimiser scores as the worst value seen)."""
+    return -float(row["valid_auc"]) if row["status"] == "ok" and row["valid_auc"] else float("nan")
+
+
+# ---- launching trials: local processes, or Slurm (or its local stand-in) through submitit
+
+class Launcher:
+    """Starts trials (at most --jobs at once) and reports those that ended."""
+
+    def __init__(self, opts):
+        self.opts, self.running, self.executor = opts, {}, None
+        if opts.launcher != "local":
+            try:
+                import submitit
+            except ImportError:
+                raise UsageError(f"--launcher {opts.launcher} needs submitit: pip install submitit")
+            folder = os.path.join(os.path.dirname(os.path.abspath(opts.results)), "submitit")
+            if opts.launcher == "slurm":
+                self.executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+                self.executor.update_parameters(slurm_partition=opts.partition, gpus_per_node=opts.gpus_per_job,
+                                                timeout_min=opts.time, cpus_per_task=opts.cpus_per_job)
+            else:
+                self.executor = submitit.LocalExecutor(folder=folder)
+                self.executor.update_parameters(timeout_min=opts.time)
+            self.command = submitit.helpers.CommandFunction
+
+    def env(self, slot):
+        """Threads split between local jobs; one GPU per job when there are several."""
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.opts.jobs)))
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if self.executor is None and gpus > 1:
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+        return env
+
+    def start(self, trial):
+        os.makedirs(trial.out, exist_ok=True)
+        slot = min(set(range(self.opts.jobs)) - {s for s, _ in self.running.values()})
+        cmd, env = trial.argv(self.opts), self.env(slot)
+        if self.executor is None:
+            log = open(os.path.join(trial.out, "train.log"), "ab")
+            handle = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+        else:
+            handle = self.executor.submit(self.command(cmd, cwd=REPO, env=env))
+        self.running[id(trial)] = (slot, (trial, handle))
+        print(f"started {trial.label()}: {' '.join(cmd[2:])}", flush=True)
+
+    def wait(self):
+        """Block until a trial ends; return (trial, exit code or None if unknown)."""
+        while True:
+            for key, (_, (trial, handle)) in list(self.running.items()):
+                code = self._exit_code(handle)
+                if code != "running":
+                    del self.running[key]
+                    return trial, code
+            time.sleep(0.5)
+
+    @staticmethod
+    def _exit_code(handle):
+        if isinstance(handle, subprocess.Popen):
+            code = handle.poll()
+            return "running" if code is None else code
+        if not handle.done():
+            return "running"
+        try:
+            handle.result()
+            return 0
+        except Exception:  # submitit reports a failed command as an exception; the CSV tells why
+            return None
+
+
+def finish(trial, code, opts):
+    """After a trial ended: its final row, or a recorded failure (a crash must not be retried forever)."""
+    if code == 2:
+        with open(os.path.join(trial.out, "train.log"), errors="replace") as f:
+            last = ([l for l in f.read().splitlines() if l.startswith("error:")] or ["(see train.log)"])[-1]
+        raise UsageError(f"{trial.label()} was refused by train.py: {last}")
+    finals = [r for r in results.read_rows(opts.results, sweep_id=trial.sweep_id, run_dir=trial.out)
+              if r["kind"] == "final"]
+    if finals:
+        return finals[-1]
+    row = dict(kind="failed", status="failed", sweep_id=trial.sweep_id, trial=trial.trial, seed=trial.seed,
+               dataset=trial.setting.dataset, method=trial.setting.method, ratio=trial.setting.ratio,
+               mask_fill=trial.setting.mask_fill, run_dir=trial.out, time=time.strftime("%Y-%m-%dT%H:%M:%S"),
+               **trial.params)
+    results.append_row(opts.results, row)
+    print(f"{trial.label()} failed (exit {code}); recorded as failed, see {trial.out}/train.log", file=sys.stderr)
+    return row
+
+
+def search(setting, opts, launcher):
+    """Bayesian search for one setting: n_init random trials, then GP-EI, opts.budget trials in all."""
+    space = train.search_space(setting.dataset, setting.method)
+    sweep_id = f"search-{setting.name}-s{opts.search_seed}"
+    runs_dir = os.path.join(os.path.dirname(opts.results), "runs")  # relative, as given: portable rows
+    make = lambda t, params: Trial(setting, sweep_id, opts.search_seed, params,
+                                   os.path.join(runs_dir, f"{sweep_id}-t{t}"), trial=t)
+    finals, unfinished = recorded(opts, sweep_id)
+    resume = [make(int(r["trial"]), run_params(r, space)) for r in unfinished]
+    taken = {int(r["trial"]) for r in finals + unfinished}
+    running = {}
+    while True:
+        finals, _ = recorded(opts, sweep_id)
+        observed = [(run_params(r, space), objective(r)) for r in finals]
+        while len(running) < opts.jobs and len(finals) + len(running) < opts.budget:
+            if resume:
+                trial = resume.pop()
+            else:
+                t = max(taken | set(running), default=0) + 1
+                rng = np.random.default_rng([opts.search_seed, t])
+                pending = [tr.params for tr in running.values()]
+                trial = make(t, suggest(space, observed, rng, pending=pending, n_init=opts.n_init))
+            taken.add(trial.trial)
+            if opts.dry_run:
+                print("would run:", " ".join(trial.argv(opts)[2:]))
+                return None
+            running[trial.trial] = trial
+            launcher.start(trial)
+        if not running:
+            break
+        trial, code = launcher.wait()
+        del running[trial.trial]
+        row = finish(trial, code, opts)
+        print(f"{trial.label()} ({len(finals) + 1}/{opts.budget}): {trial.params} -> valid AUC "
+              f"{row.get('valid_auc') or row['status']}", flush=True)
+    return report_best(setting, sweep_id, space, opts)
+
+
+def report_best(setting, sweep_id, space, opts):
+    """The best finished trial's row; warns when its point sits on the edge of the search range."""
+    finals, _ = recorded(opts, sweep_id)
+    ok = [r for r in finals if objective(r) == objective(r)]
+    if not ok:
+        print(f"{sweep_id}: no successful trial")
+        return None
+    best = min(ok, key=objective)
+    print(f"{sweep_id}: best trial {best['trial']} of {len(finals)}: valid AUC {float(best['valid_auc']):.4f} "
+          f"with {run_params(best, space)}")
+    u = to_unit(run_params(best, space), space)
+    for (name, (kind, lo, hi)), ui in zip(space.items(), u):
+        if ui < 0.02 or ui > 0.98:
+            print(f"warning: {sweep_id}: the best {name} lies on the edge of its range [{lo}, {hi}]; "
+                  f"the range may be too narrow", file=sys.stderr)
+    return best
+
+
+def seeds(setting, opts, launcher):
+    """Train the best search trial's hyperparameters (or the paper's defaults) on opts.seeds new seeds."""
+    space = train.search_space(setting.dataset, setting.method)
+    best = report_best(setting, f"search-{setting.name}-s{opts.search_seed}", space, opts) \
+        if results.read_rows(opts.results, sweep_id=f"search-{setting.name}-s{opts.search_seed}") else None
+    params = run_params(best, space) if best else {}
+    if not best:
+        print(f"{setting.name}: no search in {opts.results}; using the paper's tuned defaults (train.py)")
+    sweep_id = f"seeds-{setting.name}"
+    runs_dir = os.path.join(os.path.dirname(opts.results), "runs")  # relative, as given: portable rows
+    done = {r["seed"] for r in results.read_rows(opts.results, sweep_id=sweep_id, kind="final")}
+    wanted = [s for s in range(1, opts.seeds + 2) if s != opts.search_seed][:opts.seeds]
+    todo = [Trial(setting, sweep_id, s, params, os.path.join(runs_dir, f"{setting.name}-s{s}"))
+            for s in wanted if str(s) not in done]
+    print(f"{sweep_id}: seeds {wanted}, {len(wanted) - len(todo)} finished already")
+    running = 0
+    for trial in todo:
+        if opts.dry_run:
+            print("would run:", " ".join(trial.argv(opts)[2:]))
+            continue
+        if running == opts.jobs:
+            finish(*launcher.wait(), opts)
+            running -= 1
+        launcher.start(trial)
+        running += 1
+    for _ in range(running):
+        trial, code = launcher.wait()
+        row = finish(trial, code, opts)
+        print(f"{trial.label()}: test AUC {row.get('test_auc') or row['status']}", flush=True)
 
 
 # ----------------------------------------------------------------------------
 # 7. command line
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--benchmark", choices=sorted(BENCHMARKS))
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--budget", type=int, default=25)
-    args = parser.parse_args()
-    if args.benchmark:
-        run_benchmark(args.benchmark, args.repeats, args.budget)
-    else:
-        parser.print_help()
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                epilog="Any other flag (--epochs, --patience, --n-train, --device, ...) is "
+                                       "passed to every train.py run unchanged.")
+    p.add_argument("--benchmark", choices=sorted(BENCHMARKS), help="run the optimiser on a test function")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--phase", choices=("search", "seeds"), help="search: Bayesian search; seeds: best on seeds")
+    p.add_argument("--dataset", "--datasets", dest="datasets", nargs="+", default=["synthetic"])
+    p.add_argument("--ratio", "--ratios", dest="ratios", nargs="+", type=float, default=None,
+                   help="default: train.py's per-dataset default")
+    p.add_argument("--method", "--methods", dest="methods", nargs="+", default=None, help="names, or all")
+    p.add_argument("--mask-fills", nargs="+", choices=("shuffle", "zero"), default=["shuffle"],
+                   help="the masked method once per fill (zero: the paper's tables' 'Masked')")
+    p.add_argument("--budget", type=int, default=25, help="search trials per setting (benchmark: evaluations)")
+    p.add_argument("--n-init", type=int, default=5, help="random trials before the GP takes over")
+    p.add_argument("--search-seed", type=int, default=0, help="training seed of the search trials")
+    p.add_argument("--seeds", type=int, default=10, help="seeds phase: how many seeds")
+    p.add_argument("--results", default=os.path.join("results", "results.csv"))
+    p.add_argument("--jobs", type=int, default=1, help="trials at once (processes; one GPU each if several)")
+    p.add_argument("--launcher", choices=("local", "slurm", "submitit-local"), default="local",
+                   help="slurm: submit through submitit; submitit-local: the same path on this machine")
+    p.add_argument("--partition", default=None)
+    p.add_argument("--gpus-per-job", type=int, default=1)
+    p.add_argument("--cpus-per-job", type=int, default=4)
+    p.add_argument("--time", type=int, default=24 * 60, help="minutes per job")
+    p.add_argument("--dry-run", action="store_true", help="print the trials it would run")
+    opts, passthrough = p.parse_known_args(argv)
+    opts.passthrough = passthrough
+    return opts
+
+
+def settings(opts):
+    methods = list(losses.METHODS) if opts.methods in (None, ["all"]) else opts.methods
+    for m in methods:
+        if m not in losses.METHODS:
+            raise UsageError(f"--methods {m!r} is unknown; choose from all, {', '.join(losses.METHODS)}")
+    for dataset in opts.datasets:
+        if dataset not in train.DEFAULT_RATIO:
+            raise UsageError(f"--datasets {dataset!r} is unknown; choose from {', '.join(train.DEFAULT_RATIO)}")
+        for ratio in opts.ratios or [train.DEFAULT_RATIO[dataset]]:
+            for method in methods:
+                for fill in (opts.mask_fills if method == "masked" else ["shuffle"]):
+                    yield Setting(dataset, ratio, method, fill)
+
+
+def check(opts):
+    """Refuse bad flags before any trial starts, including the flags passed through to train.py."""
+    if opts.jobs < 1 or opts.budget < 1 or opts.seeds < 1:
+        raise UsageError("--jobs, --budget and --seeds must be at least 1")
+    try:
+        train.resolve(train.parse_args(["--results", opts.results, *opts.passthrough]))
+        results.check_file(opts.results)
+    except (train.UsageError, results.ResultsError) as e:
+        raise UsageError(str(e))
+    except SystemExit:  # argparse already printed which flag it did not understand
+        raise UsageError("a flag passed through to train.py was not understood (see above)")
+
+
+def main(argv=None):
+    opts = parse_args(argv)
+    if opts.benchmark:
+        run_benchmark(opts.benchmark, opts.repeats, opts.budget)
+        return 0
+    try:
+        if opts.phase is None:
+            raise UsageError("pass --phase search or --phase seeds (or --benchmark NAME)")
+        check(opts)
+        launcher = None if opts.dry_run else Launcher(opts)
+        for setting in list(settings(opts)):
+            (search if opts.phase == "search" else seeds)(setting, opts, launcher)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""How close training runs to the speed of the model's own arithmetic.
+
+    python bench.py [--device cpu|cuda] [--size 28|224] [--methods baseline rrr] [--steps 8] [--json FILE]
+
+For each method, on one fixed batch: the training step exactly as train.py
+runs it (``train.train_step``: masking, penalty, optimiser step) and, right
+beside it (interleaved, so both see the same machine load), the method's
+arithmetic floor: only the model passes the method needs and the optimiser
+step, with no masking, metrics or logging. The overhead ratio is step / floor.
+At 28x28 it also times a whole synthetic epoch as train.py runs it (train,
+then valid and test evaluation) and the saliency scoring of the positive test
+images. Times are medians over repetitions after a warm-up; peak memory is the
+process's maximum resident set (CPU) or the allocator's peak (CUDA).
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import datasets
+import losses
+import train
+from models import ResNet18
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device):
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def floor_step(name, net, opt, disc, disc_opt, x, y, hp, step):
+    """The bare passes a method needs on a batch: no masking, no metrics, same shapes and graph."""
+    opt.zero_grad(set_to_none=True)
+    if name in ("baseline", "masked"):                      # forward + backward
+        F.cross_entropy(net(x), y).backward()
+    elif name == "actdiff":                                 # two forwards + one backward
+        z, logits = net.features_and_logits(x)
+        z2, _ = net.features_and_logits(x)
+        (F.cross_entropy(logits, y) + (z2 - z).square().sum()).backward()
+    elif name == "adversarial":                             # two forwards, D's step, encoder every k-th
+        encoder_turn = step % hp.disc_ratio == 0
+        with torch.set_grad_enabled(encoder_turn):
+            z, logits = net.features_and_logits(x)
+            z2, _ = net.features_and_logits(x)
+        disc_opt.zero_grad(set_to_none=True)
+        d = disc(torch.cat([z2.detach(), z.detach()]))
+        F.binary_cross_entropy_with_logits(d, torch.ones_like(d)).backward()
+        disc_opt.step()
+        if not encoder_turn:
+            return
+        d = disc(torch.cat([z2, z]))
+        (F.cross_entropy(logits, y) + F.binary_cross_entropy_with_logits(d, torch.zeros_like(d))).backward()
+    else:                                                   # gradmask, rrr: input gradient + double backward
+        x = x.detach().requires_grad_(True)
+        logits = net(x)
+        grad, = torch.autograd.grad(logits.sum(), x, create_graph=True)
+        (F.cross_entropy(logits, y) + grad.square().sum()).backward()
+    opt.step()
+
+
+def autocast(fn, device, amp):
+    """fn run under the same autocast as train.train_step uses for --amp."""
+    def run():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            return fn()
+    return run
+
+
+def bench_steps(name, hp, batch, device, steps):
+    """Median seconds per training step and per floor step, interleaved on the same batch."""
+    x, y, mask = (t.to(device) for t in batch)
+    results = {}
+    for kind in ("step", "floor"):
+        torch.manual_seed(0)
+        net = ResNet18().to(device).train()
+        opt = torch.optim.Adam(net.parameters(), lr=hp.lr)
+        method = losses.build(name, hp, device)
+        disc = getattr(method, "disc", None)
+        results[kind] = (net, opt, method, disc, getattr(method, "opt", None))
+    times = {"step": [], "floor": []}
+    period = hp.disc_ratio if name == "adversarial" else 1   # one full encoder/discriminator cycle
+    for rep in range(steps + 2):                              # the first two are warm-up
+        for kind in ("step", "floor"):
+            net, opt, method, disc, disc_opt = results[kind]
+            if kind == "step":
+                fn = lambda: [train.train_step(net, opt, method, x, y, mask, hp) for _ in range(period)]
+            else:
+                fn = lambda: [floor_step(name, net, opt, disc, disc_opt, x, y, hp, s) for s in range(period)]
+                fn = autocast(fn, device, hp.amp)
+            seconds = timed(fn, device) / period
+            if rep >= 2:
+                times[kind].append(seconds)
+    return statistics.median(times["step"]), statistics.median(times["floor"])
+
+
+def bench_epoch(name, hp, splits, device):
+    """Seconds for one synthetic epoch as train.py runs it: train, then valid + test evaluation."""
+    torch.manual_seed(0)
+    net = ResNet18().to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=hp.lr)
+    method = losses.build(name, hp, device)
+    generator = torch.Generator().manual_seed(0)
+    train_s = timed(lambda: train.train_epoch(net, opt, method, splits["train"], hp, generator, device, "bench"),
+                    device)
+    eval_s = timed(lambda: [train.evaluate(net, splits[s], hp.batch_size, device) for s in ("valid", "test")],
+                   device)
+    return train_s, eval_s, net
+
+
+def bench_cached_loader(n_images, size=224, batch_size=16):
+    """Images/s that the X-ray loader's --cache path delivers: datasets.CachedSplit over an
+    (N, S, S) float16 memmap like the one --cache writes (ellipse masks, shuffled batches)."""
+    import tempfile
+    import types
+
+    import numpy as np
+    with tempfile.TemporaryDirectory() as tmp:
+        pixels = np.lib.format.open_memmap(os.path.join(tmp, "cache.npy"), mode="w+", dtype=np.float16,
+                                           shape=(n_images, size, size))
+        pixels[:] = np.random.default_rng(0).uniform(-1024, 1024, pixels.shape[1:]).astype(np.float16)
+        pixels.flush()
+        pixels = np.load(os.path.join(tmp, "cache.npy"), mmap_mode="r")
+        masks = datasets.Masks(types.SimpleNamespace(dataset="xray", table=None), size)
+        split = datasets.CachedSplit(pixels, np.full((n_images, 2), 1024), np.arange(n_images),
+                                     torch.zeros(n_images, dtype=torch.long), masks)
+        rates = []
+        for _ in range(3):  # the first pass reads from disk, the later ones from the page cache
+            start = time.perf_counter()
+            for _batch in split.batches(batch_size, torch.Generator().manual_seed(0)):
+                pass
+            rates.append(n_images / (time.perf_counter() - start))
+    return rates
+
+
+def peak_memory_mb(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--size", type=int, default=28, choices=(28, 224))
+    p.add_argument("--methods", nargs="+", default=list(losses.METHODS), choices=list(losses.METHODS))
+    p.add_argument("--steps", type=int, default=8, help="timed repetitions per method (after 2 warm-up)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--amp", choices=("fp32", "bf16"), default="fp32", help="as train.py's --amp")
+    p.add_argument("--no-epoch", action="store_true", help="skip the whole-epoch timing")
+    p.add_argument("--json", default=None, help="also write the numbers to this file")
+    p.add_argument("--loader", type=int, default=2000, metavar="N",
+                   help="also time the X-ray --cache loader on N 224x224 images (0: skip)")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    splits = datasets.load_synthetic(mask_blur=0.818) if args.size == 28 else None
+    rows = []
+    print(f"device {device}, {torch.get_num_threads()} threads, {args.size}x{args.size}, batch {args.batch_size}, "
+          f"{args.amp}")
+    print(f"{'method':12} {'img/s':>8} {'step ms':>8} {'floor ms':>9} {'overhead':>9} {'epoch s':>8} "
+          f"{'eval %':>7} {'peak MB':>8}")
+    for name in args.methods:
+        hp = train.resolve(train.parse_args(["--method", name, "--device", args.device, "--amp", args.amp,
+                                             "--batch-size", str(args.batch_size)]))
+        if splits is not None:
+            batch = next(splits["train"].batches(args.batch_size, torch.Generator().manual_seed(0)))
+        else:
+            g = torch.Generator().manual_seed(0)
+            x = torch.randn(args.batch_size, 1, args.size, args.size, generator=g)
+            mask = torch.zeros_like(x)
+            mask[..., args.size // 4: 3 * args.size // 4, args.size // 4: 3 * args.size // 4] = 1
+            batch = (x, torch.arange(args.batch_size) % 2, mask)
+        step, floor = bench_steps(name, hp, batch, device, args.steps)
+        row = {"method": name, "images_per_s": args.batch_size / step, "step_ms": 1e3 * step,
+               "floor_ms": 1e3 * floor, "overhead": step / floor}
+        if splits is not None and not args.no_epoch:
+            train_s, eval_s, _ = bench_epoch(name, hp, splits, device)
+            row.update(epoch_s=train_s + eval_s, train_s=train_s, eval_s=eval_s, eval_fraction=eval_s / train_s)
+        row["peak_mb"] = peak_memory_mb(device)
+        rows.append(row)
+        print(f"{name:12} {row['images_per_s']:8.1f} {row['step_ms']:8.1f} {row['floor_ms']:9.1f} "
+              f"{row['overhead']:9.3f} {row.get('epoch_s', float('nan')):8.2f} "
+              f"{100 * row.get('eval_fraction', float('nan')):7.1f} {row['peak_mb']:8.0f}", flush=True)
+    loader = None
+    if args.loader:
+        rates = bench_cached_loader(args.loader, batch_size=args.batch_size)
+        loader = {"images": args.loader, "first_pass_images_per_s": rates[0], "images_per_s": max(rates[1:])}
+        print(f"X-ray --cache loader, {args.loader} images 224x224 float16: {loader['images_per_s']:.0f} images/s "
+              f"({rates[0]:.0f} on the first pass)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": str(device), "size": args.size, "batch_size": args.batch_size, "amp": args.amp,
+                       "threads": torch.get_num_threads(), "rows": rows, "loader": loader}, f, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

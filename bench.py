@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 import datasets
 import losses
+import saliency
 import train
 from models import ResNet18
 
@@ -117,7 +118,8 @@ def bench_epoch(name, hp, splits, device):
                     device)
     eval_s = timed(lambda: [train.evaluate(net, splits[s], hp.batch_size, device) for s in ("valid", "test")],
                    device)
-    return train_s, eval_s, net
+    saliency_s = timed(lambda: saliency.score(net, splits["test"], "grad", device), device)
+    return train_s, eval_s, saliency_s
 
 
 def bench_cached_loader(n_images, size=224, batch_size=16):
@@ -170,7 +172,7 @@ def main(argv=None):
     print(f"device {device}, {torch.get_num_threads()} threads, {args.size}x{args.size}, batch {args.batch_size}, "
           f"{args.amp}")
     print(f"{'method':12} {'img/s':>8} {'step ms':>8} {'floor ms':>9} {'overhead':>9} {'epoch s':>8} "
-          f"{'eval %':>7} {'peak MB':>8}")
+          f"{'eval %':>7} {'sal. s':>7} {'peak MB':>8}")
     for name in args.methods:
         hp = train.resolve(train.parse_args(["--method", name, "--device", args.device, "--amp", args.amp,
                                              "--batch-size", str(args.batch_size)]))
@@ -186,13 +188,15 @@ def main(argv=None):
         row = {"method": name, "images_per_s": args.batch_size / step, "step_ms": 1e3 * step,
                "floor_ms": 1e3 * floor, "overhead": step / floor}
         if splits is not None and not args.no_epoch:
-            train_s, eval_s, _ = bench_epoch(name, hp, splits, device)
-            row.update(epoch_s=train_s + eval_s, train_s=train_s, eval_s=eval_s, eval_fraction=eval_s / train_s)
+            train_s, eval_s, saliency_s = bench_epoch(name, hp, splits, device)
+            row.update(epoch_s=train_s + eval_s, train_s=train_s, eval_s=eval_s, eval_fraction=eval_s / train_s,
+                       saliency_s=saliency_s)
         row["peak_mb"] = peak_memory_mb(device)
         rows.append(row)
         print(f"{name:12} {row['images_per_s']:8.1f} {row['step_ms']:8.1f} {row['floor_ms']:9.1f} "
               f"{row['overhead']:9.3f} {row.get('epoch_s', float('nan')):8.2f} "
-              f"{100 * row.get('eval_fraction', float('nan')):7.1f} {row['peak_mb']:8.0f}", flush=True)
+              f"{100 * row.get('eval_fraction', float('nan')):7.1f} {row.get('saliency_s', float('nan')):7.2f} "
+              f"{row['peak_mb']:8.0f}", flush=True)
     loader = None
     if args.loader:
         rates = bench_cached_loader(args.loader, batch_size=args.batch_size)

@@ -1,0 +1,15 @@
+"""bench.py runs every part it measures and reports sane numbers (no timing thresholds here)."""
+import json
+
+import bench
+
+
+def test_bench_reports_step_floor_and_loader(tmp_path):
+    out = tmp_path / "bench.json"
+    bench.main(["--methods", "baseline", "rrr", "--steps", "1", "--batch-size", "4", "--no-epoch", "--loader", "64",
+                "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert [r["method"] for r in report["rows"]] == ["baseline", "rrr"]
+    for row in report["rows"]:
+        assert row["step_ms"] > 0 and row["floor_ms"] > 0 and row["overhead"] == row["step_ms"] / row["floor_ms"]
+    assert report["loader"]["images"] == 64 and report["loader"]["images_per_s"] > 0

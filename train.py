@@ -315,6 +315,8 @@ def prepare_paths(args):
             continue
         try:
             os.makedirs(folder, exist_ok=True)
+        except FileExistsError:
+            raise UsageError(f"{flag}: {folder} is a file, not a directory; pass a writable path")
         except OSError as e:
             raise UsageError(f"{flag}: cannot create {folder} ({e.strerror}); pass a writable path")
         if not os.access(folder, os.W_OK):

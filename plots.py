@@ -74,6 +74,9 @@ def parse_args(argv=None):
                    help="draw the X-ray/RSNA dataset figure (Figure 1) from the images, loaded with these "
                         "datasets.py flags, e.g. \"--nih-dir D --padchest-dir D --cache C\" ('' = the *_DIR "
                         "environment variables); it reads every training image, so it is off by default")
+    p.add_argument("--paper", nargs=3, action="append", default=[], metavar=("DATASET", "RATIO", "CSV"),
+                   help="compare with the authors' per-seed results for that setting, e.g. synthetic 1.0 "
+                        "../shared/paper-results/synth_per_seed.csv (repeatable)")
     return p.parse_args(argv)
 
 
@@ -246,6 +249,40 @@ def correlation_table(corr):
             for (d, r), c in sorted(corr.items(), key=lambda item: (item[0][0], -item[0][1]))]
     return markdown(["dataset", "ratio", "n", "Pearson r", "p", f"95% CI of r (bootstrap, {N_BOOT})",
                      "Spearman ρ", "p"], rows)
+
+
+PAPER_NAMES = {"masked (zero fill)": "masked_zero"}  # the authors' method names -> our table rows
+
+
+def paper_comparison(runs, dataset, ratio, path):
+    """Ours vs the authors' per-seed test AUC and IoU (grad), with Welch's t-test and Mann-Whitney U."""
+    try:
+        paper = pd.read_csv(path)
+        paper["variant"] = paper["method"].replace(PAPER_NAMES)
+        paper[["test_auc", "iou_grad"]]
+    except (OSError, KeyError, pd.errors.ParserError) as e:
+        raise results.ResultsError(f"--paper {path}: not a per-seed results file ({e})")
+    ours = at(runs, dataset, float(ratio))
+    body = []
+    for v in VARIANTS:
+        a, b = ours[ours["variant"] == v], paper[paper["variant"] == v]
+        if a.empty and b.empty:
+            continue
+        row = [LABELS.get(v, v)]
+        for mine, theirs in ((a["test_auc"], b["test_auc"]), (a["iou"], b["iou_grad"])):
+            mine, theirs = mine.dropna().to_numpy(float), theirs.dropna().to_numpy(float)
+            row += [cell(mine)[0], cell(theirs)[0]]
+            if len(mine) > 1 and len(theirs) > 1 and np.ptp(np.r_[mine, theirs]) > 0:
+                with np.errstate(all="ignore"):
+                    t = stats.ttest_ind(mine, theirs, equal_var=False).pvalue
+                u = stats.mannwhitneyu(mine, theirs).pvalue
+                row.append(f"{t:.2g} / {u:.2g}")
+            else:
+                row.append("–")
+        body.append(row)
+    header = ["method", "test AUC (ours)", "test AUC (paper)", "p (Welch / MWU)",
+              "IoU (ours)", "IoU (paper)", "p (Welch / MWU)"]
+    return markdown(header, body)
 
 
 # ------------------------------------------------------------------ figures
@@ -489,6 +526,10 @@ def main(args):
     fig_sweep(trials, args.out, written, notes)
     if corr:
         md += ["## Test AUC vs IoU (all methods pooled, one point per run)", "", correlation_table(corr), ""]
+    for dataset, ratio, path in args.paper:
+        md += [f"## {dataset} ratio {ratio}: compared with the paper's per-seed results", "",
+               f"Authors' per-seed values from `{path}`; p-values of Welch's t-test and the Mann-Whitney U "
+               f"test (two-sided) of ours against theirs.", "", paper_comparison(runs, dataset, ratio, path), ""]
     md += ["## Notes", ""] + [f"- {n}" for n in notes]
     text = "\n".join(md) + "\n"
     with open(os.path.join(args.out, "tables.md"), "w") as f:

@@ -166,3 +166,21 @@ def test_unusable_csv_is_one_line_error_exit_2(tmp_path, content):
 def test_filters_that_match_nothing_exit_2(csv_path, tmp_path):
     code, _, err = run(["--results", csv_path, "--out", str(tmp_path), "--dataset", "rsna"])
     assert code == 2 and "match the filters" in err
+
+
+def test_comparison_with_the_papers_per_seed_results(csv_path, tmp_path):
+    paper = tmp_path / "paper.csv"
+    theirs = {"baseline": [0.0, 0.1, 0.05], "actdiff": [0.9, 1.0, 0.95]}
+    paper.write_text("method,run_seed,test_auc,iou_grad\n" + "".join(
+        f"{m},{i},{auc},{0.3 + 0.1 * i}\n" for m, aucs in theirs.items() for i, auc in enumerate(aucs)))
+    code, stdout, _ = run(["--results", csv_path, "--out", str(tmp_path / "out"),
+                           "--paper", "synthetic", "1.0", str(paper)])
+    assert code == 0
+    section = stdout.split("compared with the paper's per-seed results", 1)[1].split("\n## ", 1)[0]
+    row = next(l for l in section.splitlines() if l.startswith("| ActDiff"))
+    ours = [float(r["test_auc"]) for r in results.read_rows(csv_path, kind="final", method="actdiff", trial="")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == expected_cell(theirs["actdiff"])
+    if np.ptp(ours + theirs["actdiff"]) > 0:
+        welch = stats.ttest_ind(ours, theirs["actdiff"], equal_var=False).pvalue
+        assert cells[3] == f"{welch:.2g} / {stats.mannwhitneyu(ours, theirs['actdiff']).pvalue:.2g}"

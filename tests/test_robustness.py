@@ -53,23 +53,25 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_final_row(tmp_path
     assert epochs == ["1", "2", "3"]  # every epoch recorded exactly once
 
 
-def test_resuming_a_finished_run_does_nothing(tmp_path, capsys):
+@pytest.fixture
+def finished(tmp_path, capsys):
+    """A finished one-epoch run started with --resume: (its argv, its results CSV's bytes)."""
     argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume",
             "--n-train", "32", "--n-eval", "16", "--epochs", "1"]
     assert train.cli(argv) == 0
-    before = (tmp_path / "r.csv").read_bytes()
     capsys.readouterr()
+    return argv, (tmp_path / "r.csv").read_bytes()
+
+
+def test_resuming_a_finished_run_does_nothing(tmp_path, capsys, finished):
+    argv, before = finished
     assert train.cli(argv) == 0
     assert "finished already" in capsys.readouterr().out
     assert (tmp_path / "r.csv").read_bytes() == before
 
 
-def test_resume_with_another_configuration_is_refused(tmp_path, capsys):
-    argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume",
-            "--n-train", "32", "--n-eval", "16", "--epochs", "1"]
-    assert train.cli(argv) == 0
-    before = (tmp_path / "r.csv").read_bytes()
-    capsys.readouterr()
+def test_resume_with_another_configuration_is_refused(tmp_path, capsys, finished):
+    argv, before = finished
     assert train.cli(argv + ["--lr", "0.1"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "lr" in err and "another configuration" in err

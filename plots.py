@@ -415,10 +415,11 @@ def fig_sweep(trials, out, written, notes):
             colour, ls, _ = STYLE.get(variant, ("grey", "-", "o"))
             several = sel.loc[sel["variant"] == variant, "sweep_id"].nunique() > 1
             label = LABELS.get(variant, variant) + (f" ({sweep})" if several else "")
-            ax.plot(g["trial"], np.where(np.isfinite(best), best, np.nan), drawstyle="steps-post", marker=".",
+            ax.plot(g["trial"], np.where(np.isfinite(best), best, np.nan), drawstyle="steps-post",
                     color=colour, ls=ls, label=label)
+            ax.scatter(g["trial"], g["valid_auc"], color=colour, s=12, alpha=0.6, zorder=3)  # each trial's own
         ax.set(title=f"{dataset}, {setting_name(dataset, ratio)}", xlabel="trial",
-               ylabel="best validation AUC so far")
+               ylabel="validation AUC (dots: each trial;\nline: best so far)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     legend_below(fig, axes)
     save(fig, out, "hparam_search", written)

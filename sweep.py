@@ -611,7 +611,9 @@ def parse_args(argv=None):
                                        "passed to every train.py run unchanged.")
     p.add_argument("--benchmark", choices=sorted(BENCHMARKS), help="run the optimiser on a test function")
     p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--phase", choices=("search", "seeds"), help="search: Bayesian search; seeds: best on seeds")
+    p.add_argument("--phase", nargs="+", choices=("search", "seeds"),
+                   help="search: Bayesian search; seeds: the best (or the paper's) setting on new seeds; "
+                        "both: --phase search seeds")
     p.add_argument("--dataset", "--datasets", dest="datasets", nargs="+", default=["synthetic"])
     p.add_argument("--ratio", "--ratios", dest="ratios", nargs="+", type=float, default=None,
                    help="default: train.py's per-dataset default")
@@ -674,7 +676,9 @@ def main(argv=None):
         check(opts)
         launcher = None if opts.dry_run else Launcher(opts)
         for setting in list(settings(opts)):
-            (search if opts.phase == "search" else seeds)(setting, opts, launcher)
+            for phase in ("search", "seeds"):
+                if phase in opts.phase:
+                    (search if phase == "search" else seeds)(setting, opts, launcher)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

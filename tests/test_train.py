@@ -39,6 +39,14 @@ def test_one_epoch_of_every_method_appends_well_formed_rows(tmp_path, method):
         assert final["train_penalty"] != ""
 
 
+@pytest.mark.parametrize("method", ["gradmask", "rrr", "adversarial"])
+def test_bf16_autocast_keeps_the_penalties_finite(tmp_path, method):
+    code, path = run(tmp_path, "--method", method, "--amp", "bf16", "--disc-ratio", "1")
+    final = results.read_rows(str(path), kind="final")[0]
+    assert code == 0 and final["status"] == "ok" and final["precision"] == "bf16"
+    assert float(final["train_penalty"]) == float(final["train_penalty"])  # finite, not NaN
+
+
 def test_same_seed_gives_identical_rows(tmp_path):
     _, a = run(tmp_path, "--method", "actdiff", "--epochs", "2", csv_name="a.csv")
     _, b = run(tmp_path, "--method", "actdiff", "--epochs", "2", csv_name="b.csv")

@@ -1,6 +1,6 @@
 """How close training runs to the speed of the model's own arithmetic.
 
-    python bench.py [--device cpu|cuda] [--size 28|224] [--methods baseline rrr] [--steps 8] [--json FILE]
+    python bench.py [--device cpu|cuda] [--size 28|224] [--methods baseline rrr] [--steps 5] [--json FILE]
 
 For each method, on one fixed batch: the training step exactly as train.py
 runs it (``train.train_step``: masking, penalty, optimiser step) and, right
@@ -158,7 +158,7 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--size", type=int, default=28, choices=(28, 224))
     p.add_argument("--methods", nargs="+", default=list(losses.METHODS), choices=list(losses.METHODS))
-    p.add_argument("--steps", type=int, default=8, help="timed repetitions per method (after 2 warm-up)")
+    p.add_argument("--steps", type=int, default=5, help="timed repetitions per method (after 2 warm-up)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--amp", choices=("fp32", "bf16"), default="fp32", help="as train.py's --amp")
     p.add_argument("--no-epoch", action="store_true", help="skip the whole-epoch timing")

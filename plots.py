@@ -21,6 +21,7 @@ import argparse
 import os
 import shlex
 import sys
+import warnings
 import zipfile
 
 import matplotlib
@@ -273,7 +274,8 @@ def paper_comparison(runs, dataset, ratio, path):
             mine, theirs = mine.dropna().to_numpy(float), theirs.dropna().to_numpy(float)
             row += [cell(mine)[0], cell(theirs)[0]]
             if len(mine) > 1 and len(theirs) > 1 and np.ptp(np.r_[mine, theirs]) > 0:
-                with np.errstate(all="ignore"):
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # near-identical samples: p is still right
                     t = stats.ttest_ind(mine, theirs, equal_var=False).pvalue
                 u = stats.mannwhitneyu(mine, theirs).pvalue
                 row.append(f"{t:.2g} / {u:.2g}")

@@ -29,6 +29,7 @@ from scipy.special import erfcx, ndtr
 from scipy.stats import yeojohnson
 from threadpoolctl import threadpool_limits  # ships with scikit-learn
 
+import datasets
 import losses
 import results
 import torch
@@ -644,9 +645,9 @@ def settings(opts):
         if m not in losses.METHODS:
             raise UsageError(f"--methods {m!r} is unknown; choose from all, {', '.join(losses.METHODS)}")
     for dataset in opts.datasets:
-        if dataset not in train.DEFAULT_RATIO:
-            raise UsageError(f"--datasets {dataset!r} is unknown; choose from {', '.join(train.DEFAULT_RATIO)}")
-        for ratio in opts.ratios or [train.DEFAULT_RATIO[dataset]]:
+        if dataset not in datasets.DEFAULT_RATIO:
+            raise UsageError(f"--datasets {dataset!r} is unknown; choose from {', '.join(datasets.DEFAULT_RATIO)}")
+        for ratio in opts.ratios or [datasets.DEFAULT_RATIO[dataset]]:
             for method in methods:
                 for fill in (opts.mask_fills if method == "masked" else ["shuffle"]):
                     yield Setting(dataset, ratio, method, fill)

@@ -82,7 +82,6 @@ TUNED = {
         "gradmask": dict(lr=1e-2, lam=1e-4), "rrr": dict(lr=9.89e-3, lam=9.62),
     },
 }
-DEFAULT_RATIO = {"synthetic": 1.0, "xray": 0.9, "rsna": 0.9}
 
 
 def tuned_setting(dataset, ratio):
@@ -143,7 +142,7 @@ def resolve(args):
     if args.dataset not in datasets.DATASETS:
         raise UsageError(f"--dataset {args.dataset!r} is unknown; choose one of {', '.join(datasets.DATASETS)}")
     if args.ratio is None:
-        args.ratio = DEFAULT_RATIO[args.dataset]
+        args.ratio = datasets.DEFAULT_RATIO[args.dataset]
     tuned = TUNED[tuned_setting(args.dataset, args.ratio)][args.method]
     for name in FALLBACK:
         if getattr(args, name) is None:

@@ -516,11 +516,20 @@ def finish(trial, code, opts):
     return row
 
 
+def search_id(setting, opts):
+    return f"search-{setting.name}-s{opts.search_seed}"
+
+
+def runs_folder(opts):
+    """Trial run directories sit beside the results CSV, relative as given, so rows stay portable."""
+    return os.path.join(os.path.dirname(opts.results), "runs")
+
+
 def search(setting, opts, launcher):
     """Bayesian search for one setting: n_init random trials, then GP-EI, opts.budget trials in all."""
     space = train.search_space(setting.dataset, setting.method)
-    sweep_id = f"search-{setting.name}-s{opts.search_seed}"
-    runs_dir = os.path.join(os.path.dirname(opts.results), "runs")  # relative, as given: portable rows
+    sweep_id = search_id(setting, opts)
+    runs_dir = runs_folder(opts)
     make = lambda t, params: Trial(setting, sweep_id, opts.search_seed, params,
                                    os.path.join(runs_dir, f"{sweep_id}-t{t}"), trial=t)
     finals, unfinished = recorded(opts, sweep_id)
@@ -575,13 +584,13 @@ def report_best(setting, sweep_id, space, opts):
 def seeds(setting, opts, launcher):
     """Train the best search trial's hyperparameters (or the paper's defaults) on opts.seeds new seeds."""
     space = train.search_space(setting.dataset, setting.method)
-    best = report_best(setting, f"search-{setting.name}-s{opts.search_seed}", space, opts) \
-        if results.read_rows(opts.results, sweep_id=f"search-{setting.name}-s{opts.search_seed}") else None
+    searched = results.read_rows(opts.results, sweep_id=search_id(setting, opts))
+    best = report_best(setting, search_id(setting, opts), space, opts) if searched else None
     params = run_params(best, space) if best else {}
     if not best:
         print(f"{setting.name}: no search in {opts.results}; using the paper's tuned defaults (train.py)")
     sweep_id = f"seeds-{setting.name}"
-    runs_dir = os.path.join(os.path.dirname(opts.results), "runs")  # relative, as given: portable rows
+    runs_dir = runs_folder(opts)
     done = {r["seed"] for r in results.read_rows(opts.results, sweep_id=sweep_id, kind="final")}
     wanted = [s for s in range(1, opts.seeds + 2) if s != opts.search_seed][:opts.seeds]
     todo = [Trial(setting, sweep_id, s, params, os.path.join(runs_dir, f"{setting.name}-s{s}"))

@@ -1,6 +1,6 @@
 """How close training runs to the speed of the model's own arithmetic.
 
-    python bench.py [--device cpu|cuda] [--size 28|224] [--methods baseline rrr] [--steps 5] [--json FILE]
+    python bench.py [--device cpu|cuda] [--size 28|224] [--methods baseline rrr] [--steps 3] [--json FILE]
 
 For each method, on one fixed batch: the training step exactly as train.py
 runs it (``train.train_step``: masking, penalty, optimiser step) and, right
@@ -9,8 +9,11 @@ arithmetic floor: only the model passes the method needs and the optimiser
 step, with no masking, metrics or logging. The overhead ratio is step / floor.
 At 28x28 it also times a whole synthetic epoch as train.py runs it (train,
 then valid and test evaluation) and the saliency scoring of the positive test
-images. Times are medians over repetitions after a warm-up; peak memory is the
-process's maximum resident set (CPU) or the allocator's peak (CUDA).
+images. "eval %" is valid + test evaluation as a share of the training pass,
+the cost of an epoch that could be selected; "valid %" the cost of the other
+epochs, where train.py skips the test split. Times are medians over
+repetitions after a warm-up step; peak memory is the process's maximum
+resident set (CPU) or the allocator's peak (CUDA).
 """
 import argparse
 import json
@@ -72,14 +75,6 @@ def floor_step(name, net, opt, disc, disc_opt, x, y, hp, step):
     opt.step()
 
 
-def autocast(fn, device, amp):
-    """fn run under the same autocast as train.train_step uses for --amp."""
-    def run():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-            return fn()
-    return run
-
-
 def bench_steps(name, hp, batch, device, steps):
     """Median seconds per training step and per floor step, interleaved on the same batch."""
     x, y, mask = (t.to(device) for t in batch)
@@ -87,22 +82,25 @@ def bench_steps(name, hp, batch, device, steps):
     for kind in ("step", "floor"):
         torch.manual_seed(0)
         net = ResNet18().to(device).train()
-        opt = torch.optim.Adam(net.parameters(), lr=hp.lr)
+        opt = losses.adam(net.parameters(), hp.lr)
         method = losses.build(name, hp, device)
         disc = getattr(method, "disc", None)
         results[kind] = (net, opt, method, disc, getattr(method, "opt", None))
     times = {"step": [], "floor": []}
     period = hp.disc_ratio if name == "adversarial" else 1   # one full encoder/discriminator cycle
-    for rep in range(steps + 2):                              # the first two are warm-up
+    for rep in range(steps + 1):
+        n = period if rep else 1                                # rep 0: one warm-up step (builds the kernels)
         for kind in ("step", "floor"):
             net, opt, method, disc, disc_opt = results[kind]
             if kind == "step":
-                fn = lambda: [train.train_step(net, opt, method, x, y, mask, hp) for _ in range(period)]
+                fn = lambda: [train.train_step(net, opt, method, x, y, mask, hp) for _ in range(n)]
             else:
-                fn = lambda: [floor_step(name, net, opt, disc, disc_opt, x, y, hp, s) for s in range(period)]
-                fn = autocast(fn, device, hp.amp)
-            seconds = timed(fn, device) / period
-            if rep >= 2:
+                def fn():
+                    with train.autocast(device, hp.amp):
+                        for s in range(n):
+                            floor_step(name, net, opt, disc, disc_opt, x, y, hp, s)
+            seconds = timed(fn, device) / n
+            if rep:
                 times[kind].append(seconds)
     return statistics.median(times["step"]), statistics.median(times["floor"])
 
@@ -111,15 +109,15 @@ def bench_epoch(name, hp, splits, device):
     """Seconds for one synthetic epoch as train.py runs it: train, then valid + test evaluation."""
     torch.manual_seed(0)
     net = ResNet18().to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=hp.lr)
+    opt = losses.adam(net.parameters(), hp.lr)
     method = losses.build(name, hp, device)
     generator = torch.Generator().manual_seed(0)
     train_s = timed(lambda: train.train_epoch(net, opt, method, splits["train"], hp, generator, device, "bench"),
                     device)
-    eval_s = timed(lambda: [train.evaluate(net, splits[s], hp.batch_size, device) for s in ("valid", "test")],
-                   device)
+    valid_s, test_s = (timed(lambda: train.evaluate(net, splits[s], hp.batch_size, device, hp.amp), device)
+                       for s in ("valid", "test"))
     saliency_s = timed(lambda: saliency.score(net, splits["test"], "grad", device), device)
-    return train_s, eval_s, saliency_s
+    return train_s, valid_s, test_s, saliency_s
 
 
 def bench_cached_loader(n_images, size=224, batch_size=16):
@@ -158,7 +156,7 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--size", type=int, default=28, choices=(28, 224))
     p.add_argument("--methods", nargs="+", default=list(losses.METHODS), choices=list(losses.METHODS))
-    p.add_argument("--steps", type=int, default=5, help="timed repetitions per method (after 2 warm-up)")
+    p.add_argument("--steps", type=int, default=3, help="timed repetitions per method (after one warm-up step)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--amp", choices=("fp32", "bf16"), default="fp32", help="as train.py's --amp")
     p.add_argument("--no-epoch", action="store_true", help="skip the whole-epoch timing")
@@ -172,7 +170,7 @@ def main(argv=None):
     print(f"device {device}, {torch.get_num_threads()} threads, {args.size}x{args.size}, batch {args.batch_size}, "
           f"{args.amp}")
     print(f"{'method':12} {'img/s':>8} {'step ms':>8} {'floor ms':>9} {'overhead':>9} {'epoch s':>8} "
-          f"{'eval %':>7} {'sal. s':>7} {'peak MB':>8}")
+          f"{'eval %':>7} {'valid %':>8} {'sal. s':>7} {'peak MB':>8}")
     for name in args.methods:
         hp = train.resolve(train.parse_args(["--method", name, "--device", args.device, "--amp", args.amp,
                                              "--batch-size", str(args.batch_size)]))
@@ -188,15 +186,17 @@ def main(argv=None):
         row = {"method": name, "images_per_s": args.batch_size / step, "step_ms": 1e3 * step,
                "floor_ms": 1e3 * floor, "overhead": step / floor}
         if splits is not None and not args.no_epoch:
-            train_s, eval_s, saliency_s = bench_epoch(name, hp, splits, device)
-            row.update(epoch_s=train_s + eval_s, train_s=train_s, eval_s=eval_s, eval_fraction=eval_s / train_s,
+            train_s, valid_s, test_s, saliency_s = bench_epoch(name, hp, splits, device)
+            row.update(epoch_s=train_s + valid_s + test_s, train_s=train_s, valid_s=valid_s, test_s=test_s,
+                       eval_fraction=(valid_s + test_s) / train_s, valid_fraction=valid_s / train_s,
                        saliency_s=saliency_s)
         row["peak_mb"] = peak_memory_mb(device)
         rows.append(row)
         print(f"{name:12} {row['images_per_s']:8.1f} {row['step_ms']:8.1f} {row['floor_ms']:9.1f} "
               f"{row['overhead']:9.3f} {row.get('epoch_s', float('nan')):8.2f} "
-              f"{100 * row.get('eval_fraction', float('nan')):7.1f} {row.get('saliency_s', float('nan')):7.2f} "
-              f"{row['peak_mb']:8.0f}", flush=True)
+              f"{100 * row.get('eval_fraction', float('nan')):7.1f} "
+              f"{100 * row.get('valid_fraction', float('nan')):8.1f} "
+              f"{row.get('saliency_s', float('nan')):7.2f} {row['peak_mb']:8.0f}", flush=True)
     loader = None
     if args.loader:
         rates = bench_cached_loader(args.loader, batch_size=args.batch_size)

@@ -54,6 +54,26 @@ def test_same_seed_gives_identical_rows(tmp_path):
     assert strip(read(a)) == strip(read(b))
 
 
+
+def test_test_split_is_skipped_only_where_no_selection_rule_could_pick_the_epoch(tmp_path):
+    """Default: test is evaluated at epochs with a new lowest valid loss (our rule) or a new highest
+    valid AUC (plots.py's second column). Training, the valid curve and the final row are the same as
+    with --test-every-epoch."""
+    argv = ("--method", "actdiff", "--seed", "2", "--epochs", "5", "--patience", "5")
+    _, every = run(tmp_path, *argv, "--test-every-epoch", csv_name="every.csv")
+    _, some = run(tmp_path, *argv, csv_name="some.csv")
+    strip = lambda r: {k: v for k, v in r.items() if k not in TIME_COLUMNS and not k.startswith("test_")}
+    every, some = read(every), read(some)
+    assert [strip(r) for r in every] == [strip(r) for r in some]
+    assert every[-1]["test_auc"] == some[-1]["test_auc"] != ""
+    low_loss, high_auc, kinds = float("inf"), -1.0, []
+    for a, b in zip(every[:-1], some[:-1]):
+        loss, auc = float(b["valid_loss"]), float(b["valid_auc"])
+        kinds.append("loss" if loss < low_loss else "auc" if auc > high_auc else "skip")
+        low_loss, high_auc = min(low_loss, loss), max(high_auc, auc)
+        assert b["test_auc"] == ("" if kinds[-1] == "skip" else a["test_auc"])
+    assert {"auc", "skip"} <= set(kinds)  # this seed exercises both: an AUC-only best and a skipped epoch
+
 BAD = [
     (["--dataset", "mnist"], "--dataset"),
     (["--method", "dropout"], "--method"),

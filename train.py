@@ -364,6 +364,10 @@ def main(args):
         record(args, ckpt["final"], recorded)
         print(f"{out} finished already (selected epoch {ckpt['final']['selected_epoch']}); nothing to do")
         return ckpt["final"]
+    if ckpt is None:
+        # Written before any row: a run killed ahead of its first epoch checkpoint resumes under the
+        # same run_id, so the rows it already appended are recognised rather than written again.
+        save_atomic({"config": vars(args), "run_id": run_id}, os.path.join(out, CHECKPOINT))
     print("config:", json.dumps(dict(vars(args), run_id=run_id, out=out)), flush=True)
 
     seed_everything(args.seed)
@@ -373,14 +377,15 @@ def main(args):
     method = losses.build(args.method, args, device)
     generator = torch.Generator().manual_seed(args.seed)  # the batch order
     # Early-stopping state: everything a resumed run needs to continue exactly where it stopped.
-    state = {"epoch": 0, "best": None, "best_weights": None, "since_best": 0, "status": "ok", "elapsed": 0.0}
-    if ckpt:
+    state = {"epoch": 0, "best": None, "best_weights": None, "since_best": 0, "status": "ok", "elapsed": 0.0,
+             "max_valid_auc": -1.0}
+    if ckpt and "model" in ckpt:
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         if hasattr(method, "load_state_dict"):
             method.load_state_dict(ckpt["method"])
         set_rng_states(ckpt["rng"], generator)
-        state = ckpt["state"]
+        state = dict({"max_valid_auc": -1.0}, **ckpt["state"])  # checkpoints from before that key
         print(f"resuming {out} after epoch {state['epoch']}", flush=True)
 
     base = dict(config_columns(args), run_id=run_id, device=str(device), git_commit=git_commit(), run_dir=out,
@@ -399,8 +404,9 @@ def main(args):
             break
         valid = evaluate(net, splits["valid"], args.batch_size, device, args.amp)
         best_loss = state["best"] is None or valid["loss"] < state["best"]["valid_loss"]
-        best_auc = valid["auc"] > state.get("max_valid_auc", -1.0)
-        state["max_valid_auc"] = max(valid["auc"], state.get("max_valid_auc", -1.0))
+        best_auc = valid["auc"] > state["max_valid_auc"]
+        if best_auc:
+            state["max_valid_auc"] = valid["auc"]
         # The test split is only read at an epoch a selection rule can pick: the lowest valid loss (ours)
         # or the first highest valid AUC (plots.py's second column). Skipping it elsewhere halves the
         # evaluation time; --test-every-epoch keeps whole test curves.

@@ -53,6 +53,32 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_final_row(tmp_path
     assert epochs == ["1", "2", "3"]  # every epoch recorded exactly once
 
 
+
+class Killed(BaseException):
+    """Stands for the process dying: nothing in train.py catches it."""
+
+
+def test_a_kill_after_the_first_row_and_before_its_checkpoint_is_resumed_without_a_duplicate(tmp_path,
+                                                                                              monkeypatch):
+    argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume",
+            "--n-train", "32", "--n-eval", "16", "--epochs", "2"]
+    save = train.save_atomic
+
+    def die_at_the_first_epoch_checkpoint(obj, path):
+        if "model" in obj:
+            raise Killed
+        save(obj, path)
+
+    monkeypatch.setattr(train, "save_atomic", die_at_the_first_epoch_checkpoint)
+    with pytest.raises(Killed):
+        train.cli(argv)
+    assert [r["epoch"] for r in results.read_rows(str(tmp_path / "r.csv"))] == ["1"]  # the row got out
+    monkeypatch.setattr(train, "save_atomic", save)
+    assert train.cli(argv) == 0
+    rows = results.read_rows(str(tmp_path / "r.csv"))
+    assert [r["kind"] for r in rows] == ["epoch", "epoch", "final"]
+    assert [r["epoch"] for r in rows[:2]] == ["1", "2"] and len({r["run_id"] for r in rows}) == 1
+
 @pytest.fixture
 def finished(tmp_path, capsys):
     """A finished one-epoch run started with --resume: (its argv, its results CSV's bytes)."""

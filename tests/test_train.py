@@ -54,7 +54,6 @@ def test_same_seed_gives_identical_rows(tmp_path):
     assert strip(read(a)) == strip(read(b))
 
 
-
 def test_test_split_is_skipped_only_where_no_selection_rule_could_pick_the_epoch(tmp_path):
     """Default: test is evaluated at epochs with a new lowest valid loss (our rule) or a new highest
     valid AUC (plots.py's second column). Training, the valid curve and the final row are the same as
@@ -73,6 +72,7 @@ def test_test_split_is_skipped_only_where_no_selection_rule_could_pick_the_epoch
         low_loss, high_auc = min(low_loss, loss), max(high_auc, auc)
         assert b["test_auc"] == ("" if kinds[-1] == "skip" else a["test_auc"])
     assert {"auc", "skip"} <= set(kinds)  # this seed (1 thread, conftest) has an AUC-only best and a skip
+
 
 BAD = [
     (["--dataset", "mnist"], "--dataset"),

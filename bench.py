@@ -75,17 +75,20 @@ def floor_step(name, net, opt, disc, disc_opt, x, y, hp, step):
     opt.step()
 
 
+def fresh(name, hp, device):
+    """The model, its optimiser and the method as train.py builds them, from seed 0."""
+    torch.manual_seed(0)
+    net = ResNet18().to(device).train()
+    return net, losses.adam(net.parameters(), hp.lr), losses.build(name, hp, device)
+
+
 def bench_steps(name, hp, batch, device, steps):
     """Median seconds per training step and per floor step, interleaved on the same batch."""
     x, y, mask = (t.to(device) for t in batch)
     results = {}
     for kind in ("step", "floor"):
-        torch.manual_seed(0)
-        net = ResNet18().to(device).train()
-        opt = losses.adam(net.parameters(), hp.lr)
-        method = losses.build(name, hp, device)
-        disc = getattr(method, "disc", None)
-        results[kind] = (net, opt, method, disc, getattr(method, "opt", None))
+        net, opt, method = fresh(name, hp, device)
+        results[kind] = (net, opt, method, getattr(method, "disc", None), getattr(method, "opt", None))
     times = {"step": [], "floor": []}
     period = hp.disc_ratio if name == "adversarial" else 1   # one full encoder/discriminator cycle
     for rep in range(steps + 1):
@@ -107,10 +110,7 @@ def bench_steps(name, hp, batch, device, steps):
 
 def bench_epoch(name, hp, splits, device):
     """Seconds for one synthetic epoch as train.py runs it: train, then valid + test evaluation."""
-    torch.manual_seed(0)
-    net = ResNet18().to(device)
-    opt = losses.adam(net.parameters(), hp.lr)
-    method = losses.build(name, hp, device)
+    net, opt, method = fresh(name, hp, device)
     generator = torch.Generator().manual_seed(0)
     train_s = timed(lambda: train.train_epoch(net, opt, method, splits["train"], hp, generator, device, "bench"),
                     device)

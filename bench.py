@@ -8,10 +8,11 @@ beside it (interleaved, so both see the same machine load), the method's
 arithmetic floor: only the model passes the method needs and the optimiser
 step, with no masking, metrics or logging. The overhead ratio is step / floor.
 At 28x28 it also times a whole synthetic epoch as train.py runs it (train,
-then valid and test evaluation) and the saliency scoring of the positive test
-images. "eval %" is valid + test evaluation as a share of the training pass,
-the cost of an epoch that could be selected; "valid %" the cost of the other
-epochs, where train.py skips the test split. Times are medians over
+then the valid, valid_id and test evaluations) and the saliency scoring of the
+positive test images. "eval %" is valid + valid_id + test evaluation as a
+share of the training pass, the cost of an epoch that could be selected;
+"valid %" (valid + valid_id) the cost of the other epochs, where train.py
+skips the test split. Times are medians over
 repetitions after a warm-up step; peak memory is the process's maximum
 resident set (CPU) or the allocator's peak (CUDA).
 """
@@ -109,15 +110,17 @@ def bench_steps(name, hp, batch, device, steps):
 
 
 def bench_epoch(name, hp, splits, device):
-    """Seconds for one synthetic epoch as train.py runs it: train, then valid + test evaluation."""
+    """Seconds for one synthetic epoch as train.py runs it: train, then the valid, valid_id and test
+    evaluations (test only runs at epochs a selection rule could pick)."""
     net, opt, method = fresh(name, hp, device)
     generator = torch.Generator().manual_seed(0)
     train_s = timed(lambda: train.train_epoch(net, opt, method, splits["train"], hp, generator, device, "bench"),
                     device)
-    valid_s, test_s = (timed(lambda: train.evaluate(net, splits[s], hp.batch_size, device, hp.amp), device)
-                       for s in ("valid", "test"))
+    valid_s, valid_id_s, test_s = (
+        timed(lambda: train.evaluate(net, splits[s], hp.batch_size, device, hp.amp), device)
+        for s in ("valid", "valid_id", "test"))
     saliency_s = timed(lambda: saliency.score(net, splits["test"], "grad", device), device)
-    return train_s, valid_s, test_s, saliency_s
+    return train_s, valid_s + valid_id_s, test_s, saliency_s
 
 
 def bench_cached_loader(n_images, size=224, batch_size=16):

@@ -1,8 +1,10 @@
 """Datasets with expert masks: the synthetic task and the two chest X-ray experiments.
 
-Every dataset is three splits, ``{"train", "valid", "test"}``. A split is any
-object with ``len(split)``, a label tensor ``split.y`` (N,) and a method
-``split.batches(batch_size, generator=None)`` that yields CPU tensors
+Every dataset is four splits, ``{"train", "valid", "valid_id", "test"}``:
+``valid`` and ``test`` reverse the confounder (out of distribution), while
+``valid_id`` is an in-distribution validation split drawn like ``train``. A
+split is any object with ``len(split)``, a label tensor ``split.y`` (N,) and a
+method ``split.batches(batch_size, generator=None)`` that yields CPU tensors
 ``(x, y, mask)`` with shapes (B, 1, H, W), (B,), (B, 1, H, W). ``mask`` is 1
 on the pixels an expert marked as relevant and 0 "outside"; an all-zero mask
 means "no annotation" and such images are never masked or penalised.
@@ -10,11 +12,12 @@ means "no annotation" and such images are never masked or penalised.
 and test splits keep the expert masks, so saliency scores (IoU) are measured
 against the same ground truth whatever blur a method was trained with.
 
-The synthetic task is the paper's Section 4.1: the class is the number of
-crosses (two crosses = class 0, one cross = class 1) and a small box, the
-confounder, sits bottom-right for class 0 and bottom-left for class 1 in the
-training split; the rule is reversed in the validation and test splits, so a
-model that reads the box is perfectly wrong there.
+The synthetic task is the paper's Section 4.1, as in the authors' released
+files: the class is the number of crosses (one cross = class 0, two crosses =
+class 1; the paper's Figure 3 caption says the opposite, the files decide) and
+a small box, the confounder, sits bottom-left for class 0 and bottom-right for
+class 1 in the training split; the rule is reversed in the validation and test
+splits, so a model that reads the box is perfectly wrong there.
 
 The chest X-ray tasks are the paper's Section 4.3 (Tables 1 and 2): two
 sources of images, "sites", whose identity is correlated with the label in
@@ -46,10 +49,12 @@ from tqdm import tqdm
 
 DATASETS = ("synthetic", "xray", "rsna")
 DEFAULT_RATIO = {"synthetic": 1.0, "xray": 0.9, "rsna": 0.9}
-SIZE = 28            # synthetic images are SIZE x SIZE
-BOX_H, BOX_W = 2, 3  # the confounder: a solid 2x3 box ...
-BOX_INSET = 5        # ... 5 pixels in from the bottom edge and from a side edge
-SPLIT_SIZES = {"train": 500, "valid": 128, "test": 128}
+# The synthetic geometry, as measured on the authors' released files.
+SIZE = 28                  # images are SIZE x SIZE
+ARMS = (1, 2)              # a cross is a '+' of arm half-length 1 or 2: 5 or 9 pixels
+BOX_ROWS = slice(23, 25)   # the confounder: a solid 2x3 box 3 px above the bottom edge,
+BOX_COLS = {"left": slice(3, 6), "right": slice(22, 25)}  # 3 px in from the left or the right edge
+SPLIT_SIZES = {"train": 500, "valid": 128, "valid_id": 128, "test": 128}
 
 
 class DataError(ValueError):
@@ -90,107 +95,121 @@ def _cross_pixels(cy, cx, arm, size=SIZE):
 def _box_pixels(right, size=SIZE):
     """Boolean images (N, size, size) of the confounder box, bottom-right where right is True."""
     img = np.zeros((len(right), size, size), dtype=bool)
-    top = size - BOX_INSET - BOX_H
-    for side, left in ((True, size - BOX_INSET - BOX_W), (False, BOX_INSET)):
-        img[right == side, top:top + BOX_H, left:left + BOX_W] = True
+    img[right, BOX_ROWS, BOX_COLS["right"]] = True
+    img[~right, BOX_ROWS, BOX_COLS["left"]] = True
     return img
 
 
-def _touching(a, b):
-    """Per image: do the pixel sets a and b touch (8-neighbourhood) or overlap?"""
-    grown = scipy.ndimage.binary_dilation(a, structure=np.ones((1, 3, 3), bool))
-    return (grown & b).any(axis=(1, 2))
+@dataclass
+class Scenes:
+    """What n synthetic images show, before they are drawn as pixels."""
+    y: np.ndarray        # (n,) class: 0 = one cross, 1 = two crosses
+    right: np.ndarray    # (n,) bool: the box is bottom-right (else bottom-left)
+    arm: np.ndarray      # (n,) arm half-length, shared by both crosses of an image
+    centres: np.ndarray  # (n, 2, 2) (row, col) of the first and second cross; class 0 shows the first only
+
+    def render(self):
+        """-> image (n, SIZE, SIZE) bool = crosses | box, and mask = the cross pixels.
+
+        A box pixel a cross covers is a cross pixel, so it is in the mask too.
+        """
+        first = _cross_pixels(self.centres[:, 0, 0], self.centres[:, 0, 1], self.arm)
+        second = _cross_pixels(self.centres[:, 1, 0], self.centres[:, 1, 1], self.arm)
+        crosses = first | (second & (self.y == 1)[:, None, None])
+        return crosses | _box_pixels(self.right), crosses
 
 
-def _draw_crosses(n_crosses, forbidden, rng):
-    """Draw n_crosses[i] crosses per image, not touching each other nor `forbidden`.
+def draw_scenes(n, reversed_rule, ratio, rng):
+    """Draw n balanced scenes in a random order.
 
-    Centres are uniform over the positions that keep the whole cross inside the
-    image; draws that touch are redrawn (rejection sampling, vectorised over images).
-    """
-    n = len(n_crosses)
-    crosses = np.zeros((n, SIZE, SIZE), dtype=bool)
-    for k in range(n_crosses.max()):
-        todo = n_crosses > k
-        layer = np.zeros_like(crosses)
-        while todo.any():
-            arm = rng.choice([3, 4], size=todo.sum())
-            cy = rng.integers(arm, SIZE - arm)
-            cx = rng.integers(arm, SIZE - arm)
-            layer[todo] = _cross_pixels(cy, cx, arm)
-            clash = _touching(layer, crosses | forbidden) & todo
-            todo = clash
-        crosses |= layer
-    return crosses
-
-
-def dilate_mask(mask, sigma):
-    """The paper's mask dilation: Gaussian-blur the binary mask, keep every pixel reached (> 0)."""
-    if sigma <= 0:
-        return mask
-    blurred = scipy.ndimage.gaussian_filter(mask.astype(np.float64), sigma=(0, sigma, sigma), mode="constant")
-    return blurred > 0
-
-
-def make_synthetic(n, reversed_rule, ratio, rng):
-    """Generate n balanced images: returns x (n, 28, 28) in {0,1}, y (n,), crosses mask (n, 28, 28).
-
-    The box follows the rule (class 0 bottom-right, class 1 bottom-left) in a
+    The box follows the rule (class 0 bottom-left, class 1 bottom-right) in a
     fraction `ratio` of each class, the opposite side in the rest; with
-    `reversed_rule` the rule itself is flipped (valid and test splits).
+    `reversed_rule` the rule itself is flipped (valid and test splits). Each
+    centre is uniform over the positions where the whole cross fits; nothing is
+    redrawn, so crosses may touch or overlap each other and the box, as in the
+    released files.
     """
     y = np.repeat([0, 1], [n - n // 2, n // 2])
     follows = np.zeros(n, dtype=bool)
     for cls in (0, 1):  # exactly round(ratio * n_c) images of each class follow the rule
         idx = np.flatnonzero(y == cls)
         follows[idx[: int(round(ratio * len(idx)))]] = True
-    right = (y == 0) == follows
+    right = (y == 1) == follows
     if reversed_rule:
         right = ~right
-    box = _box_pixels(right)
-    crosses = _draw_crosses(np.where(y == 0, 2, 1), box, rng)
+    arm = rng.choice(ARMS, size=n)
+    centres = rng.integers(arm[:, None, None], SIZE - arm[:, None, None], size=(n, 2, 2))
     order = rng.permutation(n)
-    return (crosses | box)[order], y[order], crosses[order]
+    return Scenes(y[order], right[order], arm[order], centres[order])
+
+
+def make_synthetic(n, reversed_rule, ratio, rng):
+    """Generate n balanced images: returns x (n, 28, 28) in {0,1}, y (n,), crosses mask (n, 28, 28)."""
+    scenes = draw_scenes(n, reversed_rule, ratio, rng)
+    x, mask = scenes.render()
+    return x, scenes.y, mask
+
+
+def dilate_mask(mask, sigma):
+    """The paper's mask dilation: Gaussian-blur the binary mask, keep every pixel reached (> 0)."""
+    if not sigma:
+        return mask
+    blurred = scipy.ndimage.gaussian_filter(mask.astype(np.float64), sigma=(0, sigma, sigma), mode="constant")
+    return blurred > 0
 
 
 def _to_split(x, y, mask, mask_blur):
     """Numpy arrays -> TensorSplit with (N, 1, H, W) float images and dilated masks.
 
-    The dilation never grows onto foreground pixels that were outside the
-    original mask (the confounder box): the mask stays "the crosses only".
+    Nothing is cut from the dilated mask: like the authors' runs, it may cover
+    the confounder box when a cross lies near it.
     """
-    mask = mask > 0
-    mask = dilate_mask(mask, mask_blur) & ~((x > 0) & ~mask)
+    mask = dilate_mask(mask > 0, mask_blur)
     return TensorSplit(x=torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(1),
                        y=torch.from_numpy(np.asarray(y, dtype=np.int64)),
                        mask=torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)).unsqueeze(1))
 
 
 def split_sizes(n_train=None, n_eval=None):
-    """{"train": 500, "valid": 128, "test": 128}, with the overrides of --n-train and --n-eval."""
+    """{"train": 500, "valid": 128, "valid_id": 128, "test": 128}, with the overrides of --n-train and --n-eval."""
     sizes = dict(SPLIT_SIZES)
     if n_train:
         sizes["train"] = n_train
     if n_eval:
-        sizes.update(valid=n_eval, test=n_eval)
+        sizes.update(valid=n_eval, valid_id=n_eval, test=n_eval)
     return sizes
 
 
-def load_synthetic(data_seed=0, ratio=1.0, n_train=None, mask_blur=0.0, n_eval=None):
-    """The three synthetic splits, generated from `data_seed` (independent of the training seed)."""
-    streams = np.random.SeedSequence(data_seed).spawn(3)
+# Each split's child of SeedSequence(data_seed): fixed per name, so adding a split never changes another.
+STREAMS = {"train": 0, "valid": 1, "test": 2, "valid_id": 3}
+
+
+def generate_synthetic(data_seed=0, ratio=1.0, n_train=None, n_eval=None):
+    """The four synthetic splits as numpy arrays {name: (x, y, mask)}, masks undilated.
+
+    train and valid_id follow the rule in a fraction `ratio` of each class;
+    valid and test reverse it in every image. data_seed None means 0.
+    """
+    streams = np.random.SeedSequence(0 if data_seed is None else data_seed).spawn(len(STREAMS))
     splits = {}
-    for (name, n), stream in zip(split_sizes(n_train, n_eval).items(), streams):
-        train = name == "train"
-        x, y, mask = make_synthetic(n, reversed_rule=not train, ratio=ratio if train else 1.0,
-                                    rng=np.random.default_rng(stream))
-        splits[name] = _to_split(x, y, mask, mask_blur if train else 0.0)
+    for name, n in split_sizes(n_train, n_eval).items():
+        shifted = name in ("valid", "test")
+        splits[name] = make_synthetic(n, reversed_rule=shifted, ratio=1.0 if shifted else ratio,
+                                      rng=np.random.default_rng(streams[STREAMS[name]]))
     return splits
+
+
+def load_synthetic(data_seed=0, ratio=1.0, n_train=None, mask_blur=0.0, n_eval=None):
+    """The four synthetic splits, generated from `data_seed`; only the training masks are dilated."""
+    return {name: _to_split(x, y, mask, mask_blur if name == "train" else 0.0)
+            for name, (x, y, mask) in generate_synthetic(data_seed, ratio, n_train, n_eval).items()}
 
 
 # ------------------------------------------------------- the released files
 
-RELEASE_FILES = {"train": "distractor1", "valid": "distractor2", "test": "distractor3"}
+# The authors' release holds distractor1-3; distractor4 (valid_id) exists only in our --export.
+RELEASE_FILES = {"train": "distractor1", "valid": "distractor2", "valid_id": "distractor4", "test": "distractor3"}
+MIRRORED = ("valid", "test")  # stored in the training rule, flipped left-right at load time
 
 
 def _read_release_split(root, prefix):
@@ -227,33 +246,75 @@ def _read_release_split(root, prefix):
 
 
 def _balanced_subset(y, n, rng, where):
-    """Indices of n images, half per class, drawn without replacement."""
+    """Indices of n images, half per class, drawn without replacement.
+
+    When that is the whole split, the files' own order is kept (and rng is not
+    used), so an --export reads back as exactly the splits it was written from.
+    """
     per_class = {0: n - n // 2, 1: n // 2}
+    if all((y == cls).sum() == k for cls, k in per_class.items()):
+        return np.arange(len(y))
     picks = []
     for cls, k in per_class.items():
         pool = np.flatnonzero(y == cls)
         if len(pool) < k:
             raise DataError(f"--data-root: {where} has {len(pool)} images of class {cls}, need {k}; "
-                            f"lower --n-train or add files")
+                            f"lower --n-train or --n-eval, or add files")
         picks.append(rng.choice(pool, size=k, replace=False))
     return rng.permutation(np.concatenate(picks))
 
 
 def load_release(root, data_seed=0, n_train=None, mask_blur=0.0, n_eval=None):
-    """The authors' released synthetic files; valid/test are flipped left-right to reverse the box."""
+    """The released (or --export-ed) synthetic files; valid/test are flipped left-right to reverse the box.
+
+    valid_id is read from distractor4 when present. The authors' release has no
+    distractor4: valid_id is then valid's images unflipped (in the training
+    rule), i.e. the mirror image of valid.
+    """
     if not os.path.isdir(root):
         raise DataError(f"--data-root {root}: no such directory; point it at the folder holding "
                         f"distractor1_img_N.npy, distractor1_seg_N.npy and distractor1_labels.csv")
-    rng = np.random.default_rng(data_seed)
-    splits = {}
-    for name, n in split_sizes(n_train, n_eval).items():
+    rng = np.random.default_rng(0 if data_seed is None else data_seed)
+    sizes = split_sizes(n_train, n_eval)
+    has_valid_id = os.path.isfile(os.path.join(root, f"{RELEASE_FILES['valid_id']}_labels.csv"))
+    arrays = {}
+    for name in ("train", "valid", "test", "valid_id"):  # valid_id last: the release's draws stay as they were
+        if name == "valid_id" and not has_valid_id:
+            arrays[name] = arrays["valid"]
+            continue
         x, mask, y = _read_release_split(root, RELEASE_FILES[name])
-        idx = _balanced_subset(y, n, rng, f"{RELEASE_FILES[name]}_labels.csv")
-        x, mask, y = x[idx], mask[idx], y[idx]
-        if name != "train":
+        idx = _balanced_subset(y, sizes[name], rng, f"{RELEASE_FILES[name]}_labels.csv")
+        arrays[name] = x[idx], mask[idx], y[idx]
+    splits = {}
+    for name in sizes:
+        x, mask, y = arrays[name]
+        if name in MIRRORED:
             x, mask = x[:, :, ::-1], mask[:, :, ::-1]
         splits[name] = _to_split(x, y, mask, mask_blur if name == "train" else 0.0)
     return splits
+
+
+def export_synthetic(root, data_seed=0, ratio=1.0, n_train=None, n_eval=None):
+    """Write the generated splits in the release layout, so that --data-root root reads them back.
+
+    Each split K gets distractorK_img_N.npy, distractorK_seg_N.npy (float32,
+    0/1; the masks undilated) and distractorK_labels.csv (file,class). Like the
+    release, valid and test are stored mirrored, in the training rule, because
+    load_release flips them; valid_id (distractor4) follows the training rule
+    and is stored as it is.
+    """
+    os.makedirs(root, exist_ok=True)
+    for name, (x, y, mask) in generate_synthetic(data_seed, ratio, n_train, n_eval).items():
+        prefix = RELEASE_FILES[name]
+        if name in MIRRORED:
+            x, mask = x[:, :, ::-1], mask[:, :, ::-1]
+        with open(os.path.join(root, f"{prefix}_labels.csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["file", "class"])
+            for i in range(len(y)):  # the release layout is one file per image
+                np.save(os.path.join(root, f"{prefix}_img_{i}.npy"), x[i].astype(np.float32))
+                np.save(os.path.join(root, f"{prefix}_seg_{i}.npy"), mask[i].astype(np.float32))
+                w.writerow([f"{prefix}_img_{i}.npy", int(y[i])])
 
 
 # ================================================================ chest X-rays
@@ -262,7 +323,10 @@ def load_release(root, data_seed=0, n_train=None, mask_blur=0.0, n_eval=None):
 SITES = {"xray": ("NIH", "PadChest"), "rsna": ("PA", "AP")}
 TASKS = {"xray": "cardiomegaly (1) vs healthy (0)", "rsna": "pneumonia (1) vs no pneumonia (0)"}
 CELLS = ("site0 neg", "site0 pos", "site1 neg", "site1 pos")
-SPLITS = ("train", "valid", "test")
+SPLITS = ("train", "valid_id", "valid", "test")  # also the order in which a cell's ranked images are dealt
+# valid_id, the in-distribution validation split, is this fraction of each training cell held out of
+# training: the training cells shrink by it, and the paper's valid and test splits stay exactly as they were.
+VALID_ID_FRACTION = 0.1
 MAXVAL = {"nih": 255, "padchest": 65535, "rsna": 255}  # torchxrayvision's white level per source
 RSNA_FRAME = 1024  # RSNA boxes are pixel coordinates of the released 1024x1024 images
 SHIPPED = {"nih": "Data_Entry_2017_v2020.csv.gz",
@@ -371,37 +435,42 @@ def candidates(args):
 # ------------------------------------------------------------ cohorts
 
 def split_quotas(n, ratio):
-    """Images per cell and split: train follows the site-label correlation, valid/test reverse it.
+    """Images per cell and split: train and valid_id follow the site-label correlation, valid/test reverse it.
 
-    Exact rational arithmetic, so that int(n * 0.9) is never one short from 0.8999...
+    The paper's training quota of a cell is split into train and valid_id =
+    floor(VALID_ID_FRACTION x the paper's quota). Exact rational arithmetic, so
+    that int(n * 0.9) is never one short from 0.8999...
     """
     r = Fraction(ratio).limit_denominator(10 ** 6)
+    f = Fraction(VALID_ID_FRACTION).limit_denominator(10 ** 6)
     major, minor = int(n * r), int(n * (1 - r))
     v_major, v_minor = int(n * r / 2), int(n * (1 - r) / 2)
-    train = np.array([major, minor, minor, major])
+    paper_train = np.array([major, minor, minor, major])
+    valid_id = paper_train * f.numerator // f.denominator
     valid = np.array([v_minor, v_major, v_major, v_minor])
-    return {"train": train, "valid": valid, "test": n - train - valid}
+    return {"train": paper_train - valid_id, "valid_id": valid_id, "valid": valid, "test": n - paper_train - valid}
 
 
 def _assign_by_patient(patients, cells, quotas, rng):
-    """Split index (0 train, 1 valid, 2 test) per image such that no patient spans two splits.
+    """Split index (into SPLITS) per image such that no patient spans two splits.
 
     Patients with the most images are placed first, each into a split chosen at
     random with weight = its room left in the patient's cells; the single-image
-    patients that come last then fill the train and valid quotas exactly (test
-    takes whatever remains, so it absorbs any overflow).
+    patients that come last then fill the train, valid_id and valid quotas
+    exactly (test takes whatever remains, so it absorbs any overflow).
     """
     uniq, inv = np.unique(patients, return_inverse=True)
     need = np.zeros((len(uniq), 4), np.int64)
     np.add.at(need, (inv, cells), 1)
     order = np.lexsort((rng.random(len(uniq)), -need.sum(1)))
-    room = np.stack([quotas[s] for s in SPLITS]).astype(np.int64)  # (3, 4)
+    room = np.stack([quotas[s] for s in SPLITS]).astype(np.int64)  # (splits, cells)
+    test = SPLITS.index("test")
     choice = np.empty(len(uniq), np.int64)
     for p in order:  # cohort building, once per run: a few thousand patients
         used = need[p] > 0
         fits = (room >= need[p]).all(1)
         weight = np.where(fits, room[:, used].min(1), 0).astype(float)
-        s = rng.choice(3, p=weight / weight.sum()) if weight.sum() > 0 else 2
+        s = rng.choice(len(SPLITS), p=weight / weight.sum()) if weight.sum() > 0 else test
         room[s] -= need[p]
         choice[p] = s
     return choice[inv]
@@ -423,12 +492,17 @@ class Cohort:
 
 
 def draw_cohort(dataset, pool, ratio, seed, patient_split=False, exclude=()):
-    """Subsample every cell to n = the smallest cell, then deal the cells out to train/valid/test.
+    """Subsample every cell to n = the smallest cell, then deal the cells out to the SPLITS.
 
     Every candidate gets a random rank from `seed` before `exclude` (unreadable
     files) is applied, so leaving a file out only brings in the next-ranked one.
+    By image, a cell's ranks go to train, valid_id, valid, test in turn: valid_id
+    is the tail of the paper's training range, so train is a subset of the
+    paper's training images and valid and test are the paper's, for the same seed.
+    seed None means 0, as for the synthetic data: never a fresh random draw, which
+    would give xray_cohort and load_xray two different cohorts for the same args.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0 if seed is None else seed)
     rank = rng.random(len(pool))
     cell = (2 * pool["site"] + pool["y"]).to_numpy()
     usable = ~pool["file"].isin(set(exclude)).to_numpy()
@@ -444,8 +518,8 @@ def draw_cohort(dataset, pool, ratio, seed, patient_split=False, exclude=()):
         split_of = _assign_by_patient(pool["patient"].to_numpy()[rows], cell[rows], quotas, rng)
     else:
         split_of = np.empty(len(rows), np.int64)
-        for c, idx in enumerate(chosen):  # the first quota-many ranked images go to train, then valid
-            bounds = np.cumsum([quotas["train"][c], quotas["valid"][c]])
+        for c, idx in enumerate(chosen):  # the first quota-many ranked images go to train, then valid_id, ...
+            bounds = np.cumsum([quotas[s][c] for s in SPLITS[:-1]])
             split_of[np.searchsorted(rows, idx)] = np.searchsorted(bounds, np.arange(n), side="right")
     table = pool.iloc[rows].reset_index(drop=True)
     splits = {name: np.flatnonzero(split_of == k) for k, name in enumerate(SPLITS)}
@@ -459,11 +533,12 @@ def summary(cohort):
     lines = [f"dataset {cohort.dataset}: site 0 = {site0}, site 1 = {site1}; label = {TASKS[cohort.dataset]}",
              f"ratio {cohort.ratio:g}; split by {'patient' if cohort.patient_split else 'image'}",
              "candidates per cell (site0 neg, site0 pos, site1 neg, site1 pos): " + " ".join(map(str, cohort.pools)),
-             f"n = {cohort.n} per cell ({4 * cohort.n} images)",
-             f"{'':6}" + "".join(f"{c:>11}" for c in CELLS) + f"{'total':>8}{'neg/pos':>12}{'site0/1':>12}"]
+             f"n = {cohort.n} per cell ({4 * cohort.n} images); valid_id = {VALID_ID_FRACTION:.0%} of the "
+             f"paper's training images of each cell, held out of train",
+             f"{'':8}" + "".join(f"{c:>11}" for c in CELLS) + f"{'total':>8}{'neg/pos':>12}{'site0/1':>12}"]
     for name in SPLITS:
         c = np.bincount(cell[cohort.splits[name]], minlength=4)
-        lines.append(f"{name:6}" + "".join(f"{v:>11}" for v in c) + f"{c.sum():>8}"
+        lines.append(f"{name:8}" + "".join(f"{v:>11}" for v in c) + f"{c.sum():>8}"
                      f"{f'{c[0] + c[2]}/{c[1] + c[3]}':>12}{f'{c[0] + c[1]}/{c[2] + c[3]}':>12}")
     split_of = np.empty(len(cohort.table), np.int64)
     for k, name in enumerate(SPLITS):
@@ -750,7 +825,7 @@ def xray_cohort(args):
 
 
 def load_xray(args):
-    """The three splits of --dataset xray or rsna: from the --cache memmap when present, else the files."""
+    """The SPLITS of --dataset xray or rsna: from the --cache memmap when present, else the files."""
     pool, exclude, cohort = xray_cohort(args)
     size, cuda = args.image_size, str(getattr(args, "device", "cpu")).startswith("cuda")
     workers = args.workers if args.workers is not None else (min(8, os.cpu_count() or 1) if cuda else 0)
@@ -806,8 +881,9 @@ def add_arguments(parser):
     """The data flags train.py (and the sweep, by passing them through) understands."""
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", default="synthetic", help=f"one of {', '.join(DATASETS)}")
-    g.add_argument("--data-seed", type=int, default=0,
-                   help="seed of the generated data / the cohort draw (independent of --seed)")
+    g.add_argument("--data-seed", type=int, default=None,
+                   help="seed of the generated data / the cohort draw (default: the training --seed, "
+                        "so every seed gets its own data)")
     g.add_argument("--ratio", type=float, default=None,
                    help="fraction of training images where the confounder follows the class "
                         "(synthetic default 1.0; xray/rsna default 0.9, 0.5 = no correlation)")
@@ -817,7 +893,8 @@ def add_arguments(parser):
     g.add_argument("--mask-blur", type=float, default=None,
                    help="dilate the training masks: Gaussian sigma, keep every pixel the blur reaches "
                         "(0 = none); valid/test keep the expert masks that saliency is scored against")
-    g.add_argument("--data-root", default=None, help="folder of the authors' released synthetic .npy files")
+    g.add_argument("--data-root", default=None,
+                   help="folder of the authors' released synthetic .npy files (or of a datasets.py --export)")
     x = parser.add_argument_group("chest X-rays (--dataset xray: NIH + PadChest; --dataset rsna: RSNA Pneumonia)")
     for source, (flag, env) in DIR_FLAGS.items():
         x.add_argument(flag, default=None, help=f"folder of {EXPECTED[source]} (default: ${env})")
@@ -872,7 +949,7 @@ def check_args(args):
 
 
 def load(args):
-    """The {'train', 'valid', 'test'} splits that args describe."""
+    """The {'train', 'valid', 'valid_id', 'test'} splits that args describe."""
     check_args(args)
     if args.dataset in SITES:
         return load_xray(args)
@@ -882,18 +959,36 @@ def load(args):
 
 
 def cli(argv=None):
-    """python datasets.py --dataset xray --summary: the cohort without any image; without --summary,
-    load the splits (building the --cache) and print their sizes. Exit 2 on bad input."""
+    """python datasets.py --dataset xray --summary: the cohort without any image; with --export DIR, write
+    the synthetic splits as .npy files; otherwise load the splits (building the --cache) and print their
+    sizes. --data-seed defaults to 0 here. Exit 2 on bad input."""
     p = argparse.ArgumentParser(description=cli.__doc__.split(":")[0])
     add_arguments(p)
     p.add_argument("--summary", action="store_true", help="print the cohort's counts (reads no image)")
+    p.add_argument("--export", default=None, metavar="DIR",
+                   help="synthetic: write the generated splits in the release layout (distractorK_img_N.npy, "
+                        "distractorK_seg_N.npy, distractorK_labels.csv; train 1, valid 2, test 3, valid_id 4) "
+                        "for --data-root DIR to read back")
     args = p.parse_args(argv)
     args.batch_size = 16
+    if args.data_seed is None:  # no training --seed to default to here
+        args.data_seed = 0
     try:
         check_args(args)
         if args.ratio is None:
             args.ratio = DEFAULT_RATIO[args.dataset]
-        if args.summary and args.dataset in SITES:
+        if args.export:
+            if args.dataset != "synthetic":
+                raise DataError(f"--export writes the synthetic splits; --dataset {args.dataset} has no export")
+            for flag, bad in (("--data-root", args.data_root), ("--mask-blur", args.mask_blur)):
+                if bad:
+                    raise DataError(f"--export writes the generated synthetic splits with their expert masks; "
+                                    f"drop {flag} (pass --mask-blur when reading the export back)")
+            export_synthetic(args.export, args.data_seed, args.ratio, args.n_train, args.n_eval)
+            sizes = split_sizes(args.n_train, args.n_eval)
+            print(f"wrote {', '.join(f'{name} {n}' for name, n in sizes.items())} images to {args.export}; read "
+                  f"them back with --data-root {args.export} --n-train {sizes['train']} --n-eval {sizes['test']}")
+        elif args.summary and args.dataset in SITES:
             print(summary(xray_cohort(args)[2]))
         else:
             splits = load(args)

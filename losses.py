@@ -146,9 +146,16 @@ class Adversarial:
         self.batches = 0
 
     def _disc_loss(self, z_masked, z, flip=False):
-        logits = self.disc(torch.cat([z_masked, z]))
-        labels = torch.cat([torch.ones(len(z_masked)), torch.zeros(len(z))]).to(logits)
-        return F.binary_cross_entropy_with_logits(logits, 1 - labels if flip else labels)
+        """Eq. 2, a sum of two expectations: E[-log D(z_masked)] + E[-log(1 - D(z))], each a batch mean.
+
+        ``flip`` swaps the two targets: the encoder's fooling term of eq. 3. A single mean over
+        the concatenated batch would be half of this, so lam would act at half its paper value.
+        One pass of D over both halves (its spectral norm iterates once per call).
+        """
+        d_masked, d = self.disc(torch.cat([z_masked, z])).split([len(z_masked), len(z)])
+        masked_target = 0.0 if flip else 1.0  # built on the device: no host-to-device copy per batch
+        return (F.binary_cross_entropy_with_logits(d_masked, torch.full_like(d_masked, masked_target))
+                + F.binary_cross_entropy_with_logits(d, torch.full_like(d, 1.0 - masked_target)))
 
     def __call__(self, net, x, y, mask, hp):
         encoder_turn = self.batches % hp.disc_ratio == 0

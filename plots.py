@@ -14,8 +14,13 @@ the last row of that run_id (``final`` or ``saliency``, optionally of one
 ``--saliency`` method) that has one. Table cells are mean ± sample std
 (ddof=1) over seeds, with the count; an AUC cell is bold when its mean beats
 the Classification baseline's in the same column and is above chance (0.5).
-The second AUC column re-selects each run's epoch by the other rule: the
-epoch of highest validation AUC (first on ties), from its ``epoch`` rows.
+Each setting has three test-AUC columns, one per rule for selecting the epoch
+(all three ignore the epochs before the run's ``burn_in``, as train.py does):
+the lowest validation loss (the paper's rule; the ``final`` row), the highest
+validation AUC (first on ties), both on the reversed validation split, i.e. on
+the test distribution (DomainBed's "oracle" selection), and the lowest loss on
+the in-distribution ``valid_id`` split, the rule available without a shifted
+split. The second and third are re-selected from the run's ``epoch`` rows.
 """
 import argparse
 import os
@@ -48,8 +53,12 @@ STYLE = {"baseline": ("#000000", "-", "o"), "masked": ("#E69F00", "-", "s"), "ma
          "actdiff": ("#56B4E9", "-", "^"), "adversarial": ("#009E73", "-", "v"),
          "gradmask": ("#0072B2", "-", "P"), "rrr": ("#D55E00", "-", "X")}
 SHIFT_RATIOS = {"xray": (0.9, 0.5), "rsna": (0.9, 0.5)}  # (with shift, without shift): the paper's tables
-NUMERIC = ["seed", "ratio", "trial", "epoch", "valid_loss", "valid_auc", "test_auc", "iou", "iop", "iot",
-           "n_scored", "n_empty_masks", "selected_epoch"]
+NUMERIC = ["seed", "ratio", "trial", "epoch", "epochs", "burn_in", "valid_loss", "valid_auc", "valid_id_loss",
+           "test_auc", "iou", "iop", "iot", "n_scored", "n_empty_masks", "selected_epoch"]
+# The selection rules of the AUC columns beyond the final row's own (lowest valid loss):
+# results column -> (epoch-row column, pick the highest?, table header).
+RULES = {"test_auc_by_valid_auc": ("valid_auc", True, "AUC, max-valid-AUC epoch"),
+         "test_auc_by_valid_id_loss": ("valid_id_loss", False, "AUC, min-valid_id-loss epoch")}
 SALIENCY_COLUMNS = ["saliency", "iou", "iop", "iot", "n_scored", "n_empty_masks"]
 N_BOOT = 2000
 plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "legend.fontsize": 7, "pdf.fonttype": 42,
@@ -70,7 +79,9 @@ def parse_args(argv=None):
                         "'trials' = only a sweep's search trials; 'all' = both. The hyperparameter-search "
                         "figure always uses the trials.")
     p.add_argument("--sweep-id", help="only rows tagged with this sweep_id (e.g. one sweep's seed runs)")
-    p.add_argument("--saliency", help="take IoU only from rows scored with this saliency method (e.g. grad, ig)")
+    p.add_argument("--saliency", default="grad",
+                   help="the saliency method whose IoU the tables and figures use: grad (the paper's, default), "
+                        "ig or occlusion (rows that saliency.py --run DIR --saliency M added)")
     p.add_argument("--xray-data", metavar="FLAGS", default=None,
                    help="draw the X-ray/RSNA dataset figure (Figure 1) from the images, loaded with these "
                         "datasets.py flags, e.g. \"--nih-dir D --padchest-dir D --cache C\" ('' = the *_DIR "
@@ -111,21 +122,31 @@ def load(args):
         scored = scored[scored["saliency"] == args.saliency]
     scored = scored.drop_duplicates("run_id", keep="last")[["run_id"] + SALIENCY_COLUMNS]
     finals = finals.drop(columns=SALIENCY_COLUMNS).merge(scored, on="run_id", how="left")
+    # Every method's IoU in its own column too (iou_grad, iou_ig, iou_occlusion: the last row of each), for --paper.
+    each = df[df["kind"].isin(["final", "saliency"]) & df["iou"].notna() & df["saliency"].isin(list(PAPER_IOU))]
+    each = each.drop_duplicates(["run_id", "saliency"], keep="last").pivot(index="run_id", columns="saliency",
+                                                                          values="iou")
+    finals = finals.join(each.reindex(columns=list(PAPER_IOU)).add_prefix("iou_"), on="run_id")
     trials = finals[finals["trial"].notna()]
     runs = {"seeds": finals[finals["trial"].isna()], "trials": trials, "all": finals}[args.kind]
     n_diverged = int((runs["status"] != "ok").sum())
     runs = runs[runs["status"] == "ok"].copy()
     epochs = df[(df["kind"] == "epoch") & df["run_id"].isin(runs["run_id"])]
-    runs["test_auc_by_valid_auc"] = runs["run_id"].map(select_by_valid_auc(epochs))
+    for name, (column, highest, _) in RULES.items():
+        runs[name] = runs["run_id"].map(select_epoch(epochs, column, highest))
     return runs, epochs, trials, n_diverged
 
 
-def select_by_valid_auc(epochs):
-    """Per run_id: the test AUC of the epoch with the highest valid AUC (the first such epoch on ties)."""
-    e = epochs.dropna(subset=["valid_auc"]).sort_values(["run_id", "epoch"], kind="stable")
+def select_epoch(epochs, column, highest):
+    """Per run_id: the test AUC of the eligible epoch with the highest (or lowest) `column`, the first
+    such epoch on ties. Eligible as in train.py: from the run's burn_in on, or its last epoch when it
+    ran fewer (rows written before burn_in existed count every epoch)."""
+    e = epochs.dropna(subset=[column]).sort_values(["run_id", "epoch"], kind="stable")
+    e = e[(e["epoch"] >= e["burn_in"].fillna(1)) | (e["epoch"] == e["epochs"])]
     if e.empty:
         return pd.Series(dtype=float)
-    return e.loc[e.groupby("run_id")["valid_auc"].idxmax()].set_index("run_id")["test_auc"]
+    best = e.groupby("run_id")[column].idxmax() if highest else e.groupby("run_id")[column].idxmin()
+    return e.loc[best].set_index("run_id")["test_auc"]
 
 
 def settings(runs, dataset, notes, what):
@@ -173,7 +194,7 @@ def results_table(runs, dataset, notes):
     header = ["group", "method"]
     for r in ratios:
         name = setting_name(dataset, r)
-        header += [f"{name} AUC", f"{name} AUC, max-valid-AUC epoch", f"{name} IoU"]
+        header += [f"{name} AUC", *(f"{name} {title}" for _, _, title in RULES.values()), f"{name} IoU"]
     body, last_group = [], None
     for v in VARIANTS:
         if not any(len(at(runs, dataset, r, v)) for r in ratios):
@@ -183,7 +204,7 @@ def results_table(runs, dataset, notes):
         last_group = group
         for r in ratios:
             sel, base = at(runs, dataset, r, v), at(runs, dataset, r, "baseline")
-            for col in ("test_auc", "test_auc_by_valid_auc"):
+            for col in ("test_auc", *RULES):
                 mean, base_mean = sel[col].mean(), base[col].mean()
                 row.append(cell(sel[col], v != "baseline" and mean > base_mean and mean > 0.5))
             row.append(cell(sel["iou"]))
@@ -253,38 +274,48 @@ def correlation_table(corr):
 
 
 PAPER_NAMES = {"masked (zero fill)": "masked_zero"}  # the authors' method names -> our table rows
+# Our saliency methods -> the authors' IoU columns; load() puts ours in iou_<method>.
+PAPER_IOU = {"grad": "iou_grad", "ig": "iou_ig", "occlusion": "iou_occlude"}
+
+
+def ours_vs_paper(mine, theirs):
+    """[ours, paper, 'Welch p / MWU p'] cells; p is '–' unless both sides have >= 2 values, not all equal."""
+    mine, theirs = (np.asarray([] if v is None else v.dropna(), float) for v in (mine, theirs))
+    if len(mine) > 1 and len(theirs) > 1 and np.ptp(np.r_[mine, theirs]) > 0:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # near-identical samples: p is still right
+            t = stats.ttest_ind(mine, theirs, equal_var=False).pvalue
+        p = f"{t:.2g} / {stats.mannwhitneyu(mine, theirs).pvalue:.2g}"
+    else:
+        p = "–"
+    return [cell(mine)[0], cell(theirs)[0], p]
 
 
 def paper_comparison(runs, dataset, ratio, path):
-    """Ours vs the authors' per-seed test AUC and IoU (grad), with Welch's t-test and Mann-Whitney U."""
+    """Ours vs the authors' per-seed test AUC and IoU under each saliency method, with Welch's t-test and MWU.
+
+    Four rows per method: test AUC, then IoU with grad, ig and occlusion (the
+    authors' "occlude"). Our IoU for a saliency method is the last final or
+    saliency row of the run scored with it. Each side's cell shows its n; a
+    side without values is "–", and so is p unless both sides have two or
+    more. IoU columns missing from the authors' file count as no values.
+    """
     try:
         paper = pd.read_csv(path)
         paper["variant"] = paper["method"].replace(PAPER_NAMES)
-        paper[["test_auc", "iou_grad"]]
+        paper["test_auc"]
     except (OSError, KeyError, pd.errors.ParserError) as e:
         raise results.ResultsError(f"--paper {path}: not a per-seed results file ({e})")
     ours = at(runs, dataset, float(ratio))
+    measures = [("test AUC", "test_auc", "test_auc")] + [(f"IoU, {m}", f"iou_{m}", col) for m, col in PAPER_IOU.items()]
     body = []
     for v in VARIANTS:
         a, b = ours[ours["variant"] == v], paper[paper["variant"] == v]
         if a.empty and b.empty:
             continue
-        row = [LABELS.get(v, v)]
-        for mine, theirs in ((a["test_auc"], b["test_auc"]), (a["iou"], b["iou_grad"])):
-            mine, theirs = mine.dropna().to_numpy(float), theirs.dropna().to_numpy(float)
-            row += [cell(mine)[0], cell(theirs)[0]]
-            if len(mine) > 1 and len(theirs) > 1 and np.ptp(np.r_[mine, theirs]) > 0:
-                with np.errstate(all="ignore"), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)  # near-identical samples: p is still right
-                    t = stats.ttest_ind(mine, theirs, equal_var=False).pvalue
-                u = stats.mannwhitneyu(mine, theirs).pvalue
-                row.append(f"{t:.2g} / {u:.2g}")
-            else:
-                row.append("–")
-        body.append(row)
-    header = ["method", "test AUC (ours)", "test AUC (paper)", "p (Welch / MWU)",
-              "IoU (ours)", "IoU (paper)", "p (Welch / MWU)"]
-    return markdown(header, body)
+        for i, (name, mine, theirs) in enumerate(measures):
+            body.append([LABELS.get(v, v) if i == 0 else "", name] + ours_vs_paper(a.get(mine), b.get(theirs)))
+    return markdown(["method", "measure", "ours", "paper", "p (Welch / MWU)"], body)
 
 
 # ------------------------------------------------------------------ figures
@@ -479,7 +510,7 @@ def fig_synthetic_data(out, written):
     """Figure 3: two images of each class from train and valid; the confounder box outlined."""
     splits = datasets.load_synthetic(data_seed=0, ratio=1.0, n_train=32)
     fig, axes = plt.subplots(2, 4, figsize=(TEXT_WIDTH * 0.75, 3.2), layout="constrained")
-    top = datasets.SIZE - datasets.BOX_INSET - datasets.BOX_H
+    rows, cols = datasets.BOX_ROWS, datasets.BOX_COLS
     for row, name in zip(axes, ("train", "valid")):
         split = splits[name]
         y = split.y.numpy()
@@ -488,11 +519,10 @@ def fig_synthetic_data(out, written):
             img = split.x[i, 0].numpy()
             ax.imshow(img, cmap="gray")
             ax.contour(split.mask[i, 0].numpy(), levels=[0.5], colors="#56B4E9", linewidths=0.8)
-            right = img[top, datasets.SIZE - datasets.BOX_INSET - 1] > 0
-            left = datasets.SIZE - datasets.BOX_INSET - datasets.BOX_W if right else datasets.BOX_INSET
-            ax.add_patch(Rectangle((left - 1, top - 1), datasets.BOX_W + 1, datasets.BOX_H + 1, fill=False,
-                                   edgecolor="#E69F00", lw=1.5))
-            ax.set_title(f"class {y[i]} ({2 - y[i]} cross{'es' if y[i] == 0 else ''})")
+            side = "right" if img[rows, cols["right"]].all() else "left"
+            ax.add_patch(Rectangle((cols[side].start - 1, rows.start - 1), cols[side].stop - cols[side].start + 1,
+                                   rows.stop - rows.start + 1, fill=False, edgecolor="#E69F00", lw=1.5))
+            ax.set_title(f"class {y[i]} ({y[i] + 1} cross{'es' if y[i] == 1 else ''})")
             ax.set(xticks=[], yticks=[])
         row[0].set_ylabel(name)
     fig.supxlabel("orange: the confounder box (it changes side between train and valid); blue: expert mask",

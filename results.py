@@ -19,15 +19,16 @@ COLUMNS = [
     # what was trained
     "dataset", "method", "seed", "data_seed", "ratio", "n_train", "n_eval", "image_size", "patient_split",
     "lr", "lam", "disc_lr", "disc_ratio", "mask_blur", "mask_fill",
-    "batch_size", "epochs", "patience", "empty_mask", "precision",
+    "batch_size", "epochs", "patience", "burn_in", "empty_mask", "precision",
     # per-epoch metrics (for kind=final: those of the selected epoch)
     "epoch", "train_loss", "train_ce", "train_penalty", "train_disc",
-    "valid_loss", "valid_auc", "valid_acc", "test_loss", "test_auc", "test_acc",
+    "valid_loss", "valid_auc", "valid_acc", "valid_id_loss", "valid_id_auc", "valid_id_acc",
+    "test_loss", "test_auc", "test_acc",
     "selected_epoch", "seconds",
     # saliency on the positive test images (kind=final and kind=saliency)
     "saliency", "iou", "iop", "iot", "n_scored", "n_empty_masks", "saliency_seconds",
-    # where it ran and where its files are
-    "device", "git_commit", "run_dir",
+    # where it ran (software, hardware, cuDNN's determinism) and where its files are
+    "device", "gpu", "torch_version", "cuda_version", "deterministic", "git_commit", "run_dir",
 ]
 
 

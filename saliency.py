@@ -1,22 +1,27 @@
 """Saliency maps and how well they agree with the expert masks (the paper's Section 4).
 
-    python saliency.py --run results/runs/<run_id> [--saliency ig]
+    python saliency.py --run results/runs/<run_id> [--saliency grad|ig|occlusion|all] [--ig-steps 200]
 
 Every finished run is scored the same way, on the positive (class 1) test
-images that have a mask:
+images that have a mask, with one of the authors' three saliency methods:
 
-    saliency s = |d y1 / dx|            (input gradients, the paper)
-              or |IG(x)|                (integrated gradients, zero baseline)
+    saliency s = |d y1 / dx|            (input gradients, the paper's figures and tables)
+              or |IG(x)|                (integrated gradients, zero baseline, 200 steps)
+              or |y1(x) - y1(x, patch zeroed)|   (occlusion, window = stride = 2 px at 28, 15 px at 224)
     smoothed     g = Gaussian(s, sigma=1)
     binarised    A = the k highest pixels of g, k = |B| (the mask's size)
     scores       IoU = |A n B| / |A u B|,  IoP = |A n B| / |A|,  IoT = |A n B| / |B|
 
 Everything is batched: one backward per batch for gradients, steps x images
-in chunks for integrated gradients, a depthwise convolution for the blur and
-one stable sort for top-k. ``score`` is what train.py calls with the selected
+in chunks for integrated gradients, patches x images in chunks of forward
+passes for occlusion, a depthwise convolution for the blur and one stable
+sort for top-k. IG and occlusion return signed attributions; like the
+gradient, they are scored by their absolute value (a large change of the
+logit either way is what "the model looks here" means). ``score`` is what train.py calls with the selected
 epoch's weights; ``cli`` re-scores a saved run and appends a ``saliency`` row
 to the results CSV. ``mean_map`` makes the averaged maps of the paper's
-Figures 5-7, saved with a few example maps in ``<run>/saliency.npz``.
+Figures 5-7, saved with a few example maps in ``<run>/saliency.npz`` (the
+run's own method; another method in ``<run>/saliency-<method>/saliency.npz``).
 """
 import argparse
 import os
@@ -34,7 +39,9 @@ from models import ResNet18
 
 TARGET = 1         # the class whose logit is explained: the positive class
 N_EXAMPLES = 16    # example maps saved per run for the figures
-IG_PIXELS = 2**18  # pixels per integrated-gradients chunk: 334 images at 28x28, 5 at 224x224
+IG_PIXELS = 2**18  # pixels per IG / occlusion chunk: 334 images at 28x28, 5 at 224x224
+IG_STEPS = 200     # the authors' integrated-gradients steps
+OCCLUSION_WINDOW = 15  # the authors' patch side (= stride) at 224x224; scaled with the image elsewhere
 
 
 # ------------------------------------------------------------------ saliency
@@ -73,7 +80,7 @@ def input_gradients(model, x):
         return _logit_gradient(model, x).abs()
 
 
-def integrated_gradients(model, x, steps=32, chunk_pixels=IG_PIXELS):
+def integrated_gradients(model, x, steps=IG_STEPS, chunk_pixels=IG_PIXELS):
     """IG_i = (x_i - 0) * 1/m sum_k d y1(a_k x) / dx_i, with midpoints a_k = (k - 1/2) / m.  (B, 1, H, W)
 
     Signed attributions with a zero baseline; they satisfy completeness,
@@ -95,7 +102,48 @@ def integrated_gradients(model, x, steps=32, chunk_pixels=IG_PIXELS):
     return x * total / steps
 
 
-SALIENCY = {"grad": input_gradients, "ig": integrated_gradients}
+def occlusion_window(size):
+    """The occluding patch's side for images of side `size`: 15 px at 224, scaled linearly, at least 1.
+
+    round(15 * size / 224) is the authors' 2 px at 28 and 15 px at 224 from one rule.
+    """
+    return max(1, round(OCCLUSION_WINDOW * size / 224))
+
+
+def occlusion(model, x, window=None, chunk_pixels=IG_PIXELS):
+    """O_i = y1(x) - y1(x with the patch holding pixel i set to 0), signed.  (B, C, H, W)
+
+    The zero patch is window x window (default `occlusion_window` of the
+    shorter side) and slides with stride = window, so the patches tile the
+    image and every pixel gets the drop of the one patch that holds it. When
+    the side is not a multiple of the window (224 = 14 x 15 + 14), the last
+    row and column of patches are clipped at the border (14 px there) instead
+    of being left out, so no pixel is left unscored. A patch zeroes every channel.
+
+    The P x B occluded copies, plus each image itself as copy P (whose patch
+    matches no pixel), are never built at once: as in integrated_gradients,
+    each chunk of at most ``chunk_pixels`` pixels takes a slice of the flat
+    (copy, image) index and goes through one forward pass, without gradients.
+    """
+    b, _, h, w = x.shape
+    window = window or occlusion_window(min(h, w))
+    rows_of, cols_of = torch.arange(h, device=x.device) // window, torch.arange(w, device=x.device) // window
+    patch = rows_of[:, None] * (int(cols_of[-1]) + 1) + cols_of[None, :]  # (H, W): row-major patch index
+    copies = int(patch[-1, -1]) + 2                                        # P patches + the unoccluded image
+    chunk = max(1, chunk_pixels // x[0].numel())
+    logits = []
+    with _EvalMode(model), torch.no_grad():
+        for start in range(0, copies * b, chunk):
+            flat = torch.arange(start, min(start + chunk, copies * b), device=x.device)  # (R,)
+            img = flat % b
+            hidden = patch == (flat // b).view(-1, 1, 1, 1)                              # (R, 1, H, W)
+            logits.append(model(x[img].masked_fill(hidden, 0))[:, TARGET])               # (R,)
+    logits = torch.cat(logits).view(copies, b)                                           # (P + 1, B)
+    drops = logits[-1] - logits[:-1]                                                     # (P, B)
+    return drops.T[:, patch].unsqueeze(1).expand_as(x).contiguous()                      # (B, C, H, W)
+
+
+SALIENCY = {"grad": input_gradients, "ig": integrated_gradients, "occlusion": occlusion}
 
 
 # ------------------------------------------------------------------ post-processing
@@ -173,18 +221,21 @@ def mean_map(s):
 
 # ------------------------------------------------------------------ scoring a run
 
-def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=None):
+def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=None, ig_steps=IG_STEPS):
     """Localisation of `saliency` on the positive images of `split` that have a mask.
 
     saliency -> abs -> smooth(sigma=1) -> binarize_top_k -> localisation, batch
     by batch; `model` must already be on `device` (its train/eval mode is
-    left as it was). Returns the results columns saliency, iou, iop, iot (means over
+    left as it was). The abs makes the signed methods (ig, occlusion) rank
+    pixels by how much they move the logit, in either direction; `ig_steps`
+    is used by ig only. Returns the results columns saliency, iou, iop, iot (means over
     the scored images; None if there are none), n_scored, n_empty_masks
     (positives left out for an empty mask) and saliency_seconds. With
     `out_dir`, also writes <out_dir>/saliency.npz for the figures (see
     `_write_npz`).
     """
     explain = SALIENCY[saliency]
+    options = {"steps": ig_steps} if saliency == "ig" else {}
     start = time.perf_counter()
     per_image = {"iou": [], "iop": [], "iot": []}
     n_empty = 0
@@ -198,7 +249,7 @@ def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=No
         if not keep.any():
             continue
         x, mask = x[keep].to(device), mask[keep].to(device)      # (b, 1, H, W)
-        s = explain(model, x).abs()                              # (b, 1, H, W)
+        s = explain(model, x, **options).abs()                   # (b, 1, H, W)
         scores, _ = localisation(binarize_top_k(smooth(s), mask), mask)
         for k, v in scores.items():
             per_image[k].append(v.cpu())
@@ -246,8 +297,11 @@ class UsageError(ValueError):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Score a saved run's saliency against the expert masks.")
     p.add_argument("--run", required=True, help="a run directory holding best.pt (results/runs/<run_id>)")
-    p.add_argument("--saliency", choices=tuple(SALIENCY), default="grad",
-                   help="input gradients (the paper) or integrated gradients")
+    p.add_argument("--saliency", choices=tuple(SALIENCY) + ("all",), default="grad",
+                   help="input gradients (the paper's tables), integrated gradients, occlusion, or all three "
+                        "(one results row each)")
+    p.add_argument("--ig-steps", type=int, default=IG_STEPS,
+                   help="integrated gradients: interpolation steps from the zero baseline (the authors' 200)")
     p.add_argument("--results", default=None, help="results CSV to append to (default: the run's own)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     return p.parse_args(argv)
@@ -279,9 +333,16 @@ def resolve_device(device):
 
 
 def main(args):
-    """Score the test split of a saved run and append a kind=saliency row; returns the row."""
+    """Score the test split of a saved run and append one kind=saliency row per method; returns the rows.
+
+    With --saliency all the methods run in SALIENCY order and each row is
+    appended as soon as its method is done, so an interrupted run keeps the
+    rows already scored.
+    """
     import train  # here, not at the top: train.py imports this module
 
+    if args.ig_steps < 1:
+        raise UsageError(f"--ig-steps {args.ig_steps}: must be at least 1; the authors used 200")
     run = args.run.rstrip(os.sep) or args.run
     ckpt = load_run(run)
     config = argparse.Namespace(**ckpt["config"])
@@ -301,22 +362,28 @@ def main(args):
                          f"pass a run saved by train.py") from e
     net.to(device)
     splits = datasets.load(config)
-    # The run's own method writes <run>/saliency.npz, as train.py would; another
-    # method gets its own folder so the figures never mix the two silently.
-    same = args.saliency == getattr(config, "saliency", "grad")
-    out_dir = run if same else os.path.join(run, f"saliency-{args.saliency}")
-    os.makedirs(out_dir, exist_ok=True)
-    scores = score(net, splits["test"], args.saliency, device, out_dir=out_dir)
-    row = dict(columns, run_id=getattr(config, "run_id", None) or os.path.basename(os.path.abspath(run)),
-               kind="saliency", status="ok", time=time.strftime("%Y-%m-%dT%H:%M:%S"), **scores,
-               device=str(device), git_commit=train.git_commit(), run_dir=run, selected_epoch=ckpt.get("epoch"))
-    results.append_row(path, row)
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
-    print(f"{args.saliency} saliency on {scores['n_scored']} positive test images: iou {fmt(scores['iou'])}  "
-          f"iop {fmt(scores['iop'])}  iot {fmt(scores['iot'])}  ({scores['n_empty_masks']} without a mask "
-          f"left out, {scores['saliency_seconds']:.1f} s)\nresults row -> {path}\n"
-          f"maps -> {os.path.join(out_dir, 'saliency.npz')}", flush=True)
-    return row
+    rows = []
+    for method in tuple(SALIENCY) if args.saliency == "all" else (args.saliency,):
+        # The run's own method writes <run>/saliency.npz, as train.py would (plots.py
+        # draws the figures from it); another method gets its own folder, so neither
+        # the figures nor the three methods of --saliency all overwrite each other.
+        same = method == getattr(config, "saliency", "grad")
+        out_dir = run if same else os.path.join(run, f"saliency-{method}")
+        os.makedirs(out_dir, exist_ok=True)
+        scores = score(net, splits["test"], method, device, out_dir=out_dir, ig_steps=args.ig_steps)
+        row = dict(columns, run_id=getattr(config, "run_id", None) or os.path.basename(os.path.abspath(run)),
+                   kind="saliency", status="ok", time=time.strftime("%Y-%m-%dT%H:%M:%S"), **scores,
+                   **train.environment(device), run_dir=run,
+                   selected_epoch=ckpt.get("epoch"))
+        results.append_row(path, row)
+        rows.append(row)
+        detail = f" ({args.ig_steps} steps)" if method == "ig" else ""
+        print(f"{method}{detail} saliency on {scores['n_scored']} positive test images: iou {fmt(scores['iou'])}  "
+              f"iop {fmt(scores['iop'])}  iot {fmt(scores['iot'])}  ({scores['n_empty_masks']} without a mask "
+              f"left out, {scores['saliency_seconds']:.1f} s)\nresults row -> {path}\n"
+              f"maps -> {os.path.join(out_dir, 'saliency.npz')}", flush=True)
+    return rows
 
 
 def cli(argv=None):

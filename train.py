@@ -4,12 +4,13 @@
 
 Read top to bottom: the hyperparameter table (the paper's tuned defaults and
 the search ranges the sweep reads), argument parsing, then ``main``: load the
-data, build the ResNet-18 and the method, train with Adam, evaluate valid
-after every epoch (and test, at epochs that could be selected), keep the
-epoch with the lowest validation cross-entropy (the paper's early-stopping
-rule), stop after ``--patience`` epochs without improvement, and append one
-``epoch`` row per epoch and one ``final`` row per run to the shared results
-file.
+data, build the ResNet-18 and the method, train with Adam, evaluate the
+reversed valid split and the in-distribution valid_id split after every
+epoch (and test, at epochs that a selection rule could pick), keep the epoch
+with the lowest validation cross-entropy from epoch ``--burn-in`` on (the
+paper's early-stopping rule), stop after ``--patience`` eligible epochs
+without improvement, and append one ``epoch`` row per epoch and one
+``final`` row per run to the shared results file.
 """
 import argparse
 import json
@@ -110,6 +111,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="training seed (weights, batch order, shuffles)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--patience", type=int, default=20, help="stop after this many epochs without a lower valid loss")
+    p.add_argument("--burn-in", type=int, default=5,
+                   help="epochs before this one can be neither selected nor reset patience (the released "
+                        "training loop never selected an epoch before the 5th); with fewer --epochs, the "
+                        "last epoch is eligible")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the paper's tuned value)")
     p.add_argument("--lam", type=float, default=None, help="weight of the method's penalty")
@@ -121,9 +126,9 @@ def parse_args(argv=None):
     p.add_argument("--empty-mask", choices=("skip", "penalize"), default="skip",
                    help="images without a mask: no penalty, never masked (skip) or treat every pixel as "
                         "outside (penalize: the released code's behaviour, a label leak on RSNA)")
-    p.add_argument("--saliency", choices=("grad", "ig"), default="grad",
-                   help="saliency scored on the positive test images: input gradients (the paper) or "
-                        "integrated gradients")
+    p.add_argument("--saliency", choices=tuple(saliency.SALIENCY), default="grad",
+                   help="saliency scored on the positive test images: input gradients (the paper's tables), "
+                        "integrated gradients (200 steps) or occlusion; saliency.py --saliency all adds the others")
     p.add_argument("--amp", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: train and evaluate under bfloat16 autocast (CPU and CUDA); saliency stays fp32")
     p.add_argument("--test-every-epoch", action="store_true",
@@ -147,6 +152,8 @@ def resolve(args):
         raise UsageError(f"--dataset {args.dataset!r} is unknown; choose one of {', '.join(datasets.DATASETS)}")
     if args.ratio is None:
         args.ratio = datasets.DEFAULT_RATIO[args.dataset]
+    if args.data_seed is None:  # the paper's variance is "over model initializations and data splits"
+        args.data_seed = args.seed
     tuned = TUNED[tuned_setting(args.dataset, args.ratio)][args.method]
     for name in FALLBACK:
         if getattr(args, name) is None:
@@ -157,6 +164,7 @@ def resolve(args):
               ("disc-ratio", args.disc_ratio >= 1, "pass an integer >= 1"),
               ("epochs", args.epochs >= 1, "pass at least 1"),
               ("patience", args.patience >= 1, "pass at least 1"),
+              ("burn-in", args.burn_in >= 1, "pass at least 1 (1 = every epoch can be selected)"),
               ("batch-size", args.batch_size >= 2, "pass at least 2")]
     for flag, ok, fix in checks:
         if not ok:
@@ -239,17 +247,29 @@ def evaluate(net, split, batch_size, device, amp="fp32"):
 
 
 def git_commit():
+    """The code's commit, with "+dirty" when the working tree had uncommitted changes."""
+    here = os.path.dirname(os.path.abspath(__file__))
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=5)
-        return out.stdout.strip() or "unknown"
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=here, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=here, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return (head + ("+dirty" if dirty else "")) if head else "unknown"
+
+
+def environment(device):
+    """The results columns that say where a run ran: GPU name (or "cpu"), torch and CUDA versions."""
+    device = torch.device(device)
+    return {"device": str(device), "torch_version": torch.__version__, "cuda_version": torch.version.cuda,
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "deterministic": torch.backends.cudnn.deterministic, "git_commit": git_commit()}
 
 
 CONFIG = ("dataset", "method", "seed", "data_seed", "ratio", "n_train", "n_eval", "image_size", "patient_split",
           "lr", "lam", "disc_lr", "disc_ratio", "mask_blur", "mask_fill", "empty_mask",
-          "batch_size", "epochs", "patience")
+          "batch_size", "epochs", "patience", "burn_in")
 
 
 def config_columns(args):
@@ -377,18 +397,19 @@ def main(args):
     method = losses.build(args.method, args, device)
     generator = torch.Generator().manual_seed(args.seed)  # the batch order
     # Early-stopping state: everything a resumed run needs to continue exactly where it stopped.
-    state = {"epoch": 0, "best": None, "best_weights": None, "since_best": 0, "status": "ok", "elapsed": 0.0,
-             "max_valid_auc": -1.0}
+    initial = {"epoch": 0, "best": None, "best_weights": None, "since_best": 0, "status": "ok", "elapsed": 0.0,
+               "max_valid_auc": -1.0, "min_valid_id_loss": float("inf")}
+    state = dict(initial)
     if ckpt and "model" in ckpt:
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         if hasattr(method, "load_state_dict"):
             method.load_state_dict(ckpt["method"])
         set_rng_states(ckpt["rng"], generator)
-        state = dict({"max_valid_auc": -1.0}, **ckpt["state"])  # checkpoints from before that key
+        state = dict(initial, **ckpt["state"])  # checkpoints from before a key keep its initial value
         print(f"resuming {out} after epoch {state['epoch']}", flush=True)
 
-    base = dict(config_columns(args), run_id=run_id, device=str(device), git_commit=git_commit(), run_dir=out,
+    base = dict(config_columns(args), **environment(device), run_id=run_id, run_dir=out,
                 precision=args.amp, sweep_id=args.sweep_id, trial=args.trial)
     start = time.time() - state["elapsed"]
     stop = state["since_best"] >= args.patience or state["status"] != "ok"
@@ -403,25 +424,35 @@ def main(args):
             state["status"] = "diverged"
             break
         valid = evaluate(net, splits["valid"], args.batch_size, device, args.amp)
-        best_loss = state["best"] is None or valid["loss"] < state["best"]["valid_loss"]
-        best_auc = valid["auc"] > state["max_valid_auc"]
+        valid_id = evaluate(net, splits["valid_id"], args.batch_size, device, args.amp)
+        # Three selection rules, all blind to the first burn_in - 1 epochs: the lowest valid loss (the
+        # paper's, ours), the first highest valid AUC (plots.py's second column), both on the reversed
+        # valid split, i.e. the test distribution; and the lowest in-distribution valid_id loss (plots.py's
+        # third, the rule a practitioner without a shifted split could use).
+        eligible = epoch >= args.burn_in or epoch == args.epochs
+        best_loss = eligible and (state["best"] is None or valid["loss"] < state["best"]["valid_loss"])
+        best_auc = eligible and valid["auc"] > state["max_valid_auc"]
+        best_id = eligible and valid_id["loss"] < state["min_valid_id_loss"]
         if best_auc:
             state["max_valid_auc"] = valid["auc"]
-        # The test split is only read at an epoch a selection rule can pick: the lowest valid loss (ours)
-        # or the first highest valid AUC (plots.py's second column). Skipping it elsewhere halves the
-        # evaluation time; --test-every-epoch keeps whole test curves.
+        if best_id:
+            state["min_valid_id_loss"] = valid_id["loss"]
+        # The test split is only read at an epoch a selection rule can pick. Skipping it elsewhere saves
+        # a third of the evaluation time; --test-every-epoch keeps whole test curves.
         test = (evaluate(net, splits["test"], args.batch_size, device, args.amp)
-                if best_loss or best_auc or args.test_every_epoch else {})
+                if best_loss or best_auc or best_id or args.test_every_epoch else {})
         row = dict(base, kind="epoch", status="ok", epoch=epoch, seconds=round(time.time() - start, 3),
                    train_loss=train.get("loss"), train_ce=train.get("ce"), train_penalty=train.get("penalty"),
                    train_disc=train.get("disc"), **{f"valid_{k}": v for k, v in valid.items()},
+                   **{f"valid_id_{k}": v for k, v in valid_id.items()},
                    **{f"test_{k}": v for k, v in test.items()}, time=now())
         print(f"epoch {epoch}: train {train.get('loss', float('nan')):.4f}  valid loss {valid['loss']:.4f} "
-              f"auc {valid['auc']:.3f}  test auc " + (f"{test['auc']:.3f}" if test else "-"), flush=True)
+              f"auc {valid['auc']:.3f}  valid_id auc {valid_id['auc']:.3f}  test auc "
+              + (f"{test['auc']:.3f}" if test else "-"), flush=True)
         if best_loss:
             state.update(best=row, since_best=0,
                          best_weights={k: v.detach().clone() for k, v in net.state_dict().items()})
-        else:
+        elif eligible:  # burn-in epochs do not count towards patience either
             state["since_best"] += 1
         stop = state["since_best"] >= args.patience
         state.update(epoch=epoch, elapsed=time.time() - start)

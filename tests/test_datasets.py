@@ -1,5 +1,9 @@
-"""The synthetic task: labels, confounder rule, masks, and the released-files loader."""
-import csv
+"""The synthetic task as measured on the authors' released files, and the loader of those files.
+
+The geometry facts (arms, box, class <-> crosses, the rates of crosses near
+the box) come from the 512 released training files.
+"""
+import argparse
 import os
 
 import numpy as np
@@ -9,8 +13,8 @@ import torch
 
 import datasets
 
-BOX_LEFT = (slice(21, 23), slice(5, 8))     # rows 5 px above the bottom, 5 px from the left edge
-BOX_RIGHT = (slice(21, 23), slice(20, 23))
+BOX_LEFT = (slice(23, 25), slice(3, 6))     # rows 23-24 (3 px above the bottom edge), columns 3-5
+BOX_RIGHT = (slice(23, 25), slice(22, 25))  # ... or columns 22-24 (3 px in from the right edge)
 
 
 @pytest.fixture(scope="module")
@@ -18,18 +22,26 @@ def splits():
     return datasets.load_synthetic(data_seed=0, ratio=1.0, mask_blur=0.0)
 
 
-def test_sizes_and_balance(splits):
-    assert {k: len(v) for k, v in splits.items()} == {"train": 500, "valid": 128, "test": 128}
-    for split in splits.values():
-        assert split.y.sum().item() == len(split) // 2
-        assert split.x.shape[1:] == (1, 28, 28) and set(split.x.unique().tolist()) <= {0.0, 1.0}
+@pytest.fixture(scope="module")
+def many():
+    """5000 training scenes and their pixels: enough to measure rates to about half a percent."""
+    scenes = datasets.draw_scenes(5000, reversed_rule=False, ratio=1.0, rng=np.random.default_rng(2021))
+    x, mask = scenes.render()
+    return scenes, x, mask
 
 
-def test_labels_match_cross_counts(splits):
-    for split in splits.values():
-        crosses = split.mask[:, 0].numpy() > 0
-        counts = np.array([scipy.ndimage.label(c)[1] for c in crosses])
-        assert np.array_equal(counts, np.where(split.y.numpy() == 0, 2, 1))
+def plus(cy, cx, arm):
+    """(N, 28, 28) bool: one '+' per image, written out independently of the generator."""
+    r, c = np.ogrid[:28, :28]
+    cy, cx, arm = (np.asarray(v)[:, None, None] for v in (cy, cx, arm))
+    return ((r == cy) & (abs(c - cx) <= arm)) | ((c == cx) & (abs(r - cy) <= arm))
+
+
+def box_pixels(right):
+    box = np.zeros((len(right), 28, 28), bool)
+    box[right, BOX_RIGHT[0], BOX_RIGHT[1]] = True
+    box[~right, BOX_LEFT[0], BOX_LEFT[1]] = True
+    return box
 
 
 def _box_right(split):
@@ -40,29 +52,129 @@ def _box_right(split):
     return right
 
 
-def test_box_follows_class_in_train_and_is_reversed_in_valid_test(splits):
-    assert torch.equal(_box_right(splits["train"]), splits["train"].y == 0)
-    for name in ("valid", "test"):
+# ---------------------------------------------------------------- splits
+
+def test_four_balanced_binary_splits(splits):
+    assert {k: len(v) for k, v in splits.items()} == {"train": 500, "valid": 128, "valid_id": 128, "test": 128}
+    for split in splits.values():
+        assert split.y.sum().item() == len(split) // 2
+        assert split.x.shape[1:] == (1, 28, 28) and set(split.x.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_n_eval_sizes_every_evaluation_split():
+    sizes = {k: len(v) for k, v in datasets.load_synthetic(n_train=40, n_eval=12).items()}
+    assert sizes == {"train": 40, "valid": 12, "valid_id": 12, "test": 12}
+
+
+def test_box_is_bottom_left_for_class_0_in_train_and_valid_id_and_reversed_in_valid_test(splits):
+    for name in ("train", "valid_id"):
         assert torch.equal(_box_right(splits[name]), splits[name].y == 1)
+    for name in ("valid", "test"):
+        assert torch.equal(_box_right(splits[name]), splits[name].y == 0)
 
 
-def test_ratio_sets_the_fraction_following_the_rule():
-    split = datasets.load_synthetic(data_seed=1, ratio=0.9)["train"]
-    follows = _box_right(split) == (split.y == 0)
-    assert follows.float().mean().item() == pytest.approx(0.9, abs=0.01)
+def test_ratio_sets_the_fraction_following_the_rule_in_train_and_valid_id():
+    splits = datasets.load_synthetic(data_seed=1, ratio=0.9)
+    for name in ("train", "valid_id"):
+        follows = _box_right(splits[name]) == (splits[name].y == 1)
+        assert follows.float().mean().item() == pytest.approx(0.9, abs=0.01)
+    assert torch.equal(_box_right(splits["test"]), splits["test"].y == 0)  # valid/test: always reversed
 
 
-def test_mask_is_crosses_only_and_blur_dilates_without_reaching_the_box(splits):
+def test_valid_id_is_its_own_draw(splits):
+    assert not torch.equal(splits["valid_id"].x, splits["train"].x[:128])
+    assert not torch.equal(splits["valid_id"].x, splits["valid"].x)
+
+
+# ---------------------------------------------------------------- geometry
+
+def test_class_0_is_one_cross_and_class_1_two(many):
+    scenes, x, mask = many
+    n_px = mask.sum((1, 2))
+    r, c = np.ogrid[:28, :28]
+    centroid_r = np.rint((mask * r).sum((1, 2)) / n_px).astype(int)
+    centroid_c = np.rint((mask * c).sum((1, 2)) / n_px).astype(int)
+    one_cross = (plus(centroid_r, centroid_c, (n_px - 1) // 4) == mask).all((1, 2))
+    first, second = scenes.centres[:, 0], scenes.centres[:, 1]
+    distinct = (first != second).any(1)
+    assert one_cross[scenes.y == 0].all()                 # the mask is a single '+'
+    assert not one_cross[(scenes.y == 1) & distinct].any()  # ... and two distinct '+' never look like one
+
+
+def test_arm_is_one_or_two_and_shared_by_both_crosses(many):
+    scenes, x, mask = many
+    n_px = mask.sum((1, 2))
+    single = n_px[scenes.y == 0]
+    assert set(single.tolist()) == {5, 9} and 0.45 < (single == 5).mean() < 0.55
+    cross_size = 4 * scenes.arm + 1
+    both = plus(*scenes.centres[:, 0].T, scenes.arm) | plus(*scenes.centres[:, 1].T, scenes.arm)
+    two = scenes.y == 1
+    assert (both[two] == mask[two]).all()                  # the drawn arm is the arm of both crosses
+    assert (n_px[two] <= 2 * cross_size[two]).all()        # 10 or 18 pixels, fewer where they overlap
+    assert (n_px[two] == 2 * cross_size[two]).mean() > 0.9
+
+
+def test_centres_are_uniform_over_the_positions_where_the_whole_cross_fits(many):
+    scenes, x, mask = many
+    for arm in (1, 2):
+        centres = scenes.centres[scenes.arm == arm].reshape(-1)  # rows and columns alike
+        counts = np.bincount(centres, minlength=28)
+        inside = counts[arm:28 - arm]
+        assert counts[:arm].sum() == counts[28 - arm:].sum() == 0
+        assert inside.min() > 0.75 * inside.mean() and inside.max() < 1.25 * inside.mean()
+
+
+def test_box_is_a_solid_2x3_block_and_everything_else_is_cross(many):
+    scenes, x, mask = many
+    box = box_pixels(scenes.right)
+    assert (x[box.nonzero()]).all()           # the whole box is drawn ...
+    assert not (x & ~mask & ~box).any()       # ... and every other lit pixel is a cross pixel
+    assert (x == (mask | box)).all()
+
+
+def test_a_cross_over_the_box_is_a_cross_pixel_in_image_and_mask(many):
+    scenes, x, mask = many
+    covered = (mask & box_pixels(scenes.right)).any((1, 2))
+    assert 0.02 < covered.mean() < 0.07       # overlaps are drawn, not rejected
+    assert x[covered][mask[covered]].all()
+
+
+def test_about_9_percent_of_images_have_a_cross_touching_or_over_the_box(many):
+    scenes, x, mask = many
+    near = scipy.ndimage.binary_dilation(mask, structure=np.ones((1, 3, 3), bool))  # 8-neighbourhood
+    rate = (near & box_pixels(scenes.right)).any((1, 2)).mean()
+    assert rate == pytest.approx(0.09, abs=0.015)  # released files: 9%
+
+
+@pytest.mark.parametrize("sigma, measured", [(0.64, 0.15), (0.818, 0.15), (1.0, 0.19)])
+def test_the_dilated_mask_reaches_the_box_as_often_as_in_the_files(many, sigma, measured):
+    scenes, x, mask = many
+    box_only = x & ~mask
+    rate = (datasets.dilate_mask(mask, sigma) & box_only).any((1, 2)).mean()
+    assert rate == pytest.approx(measured, abs=0.025)  # 512 files: +-1.6% sampling error alone
+
+
+def test_blur_keeps_every_pixel_it_reaches(many):
+    _, _, mask = many
+    for sigma, radius in ((0.64, 3), (0.818, 3), (1.0, 4)):  # scipy truncates the Gaussian at 4 sigma
+        square = np.ones((1, 2 * radius + 1, 2 * radius + 1), bool)
+        assert (datasets.dilate_mask(mask[:200], sigma) == scipy.ndimage.binary_dilation(mask[:200], square)).all()
+
+
+# ---------------------------------------------------------------- masks in the splits
+
+def test_mask_is_the_crosses_and_the_blur_widens_the_training_masks_only(splits):
     split = splits["train"]
-    assert torch.equal(split.mask * split.x, split.mask)           # mask pixels are cross pixels
-    assert (split.mask[:, 0, 21:23].sum() < split.x[:, 0, 21:23].sum())  # the box is not in the mask
+    assert torch.equal(split.mask * split.x, split.mask)  # mask pixels are cross pixels
     widened = datasets.load_synthetic(data_seed=0, ratio=1.0, mask_blur=0.818)
     wide = widened["train"]
-    assert torch.equal(widened["test"].mask, splits["test"].mask)  # scoring keeps the expert masks
+    for name in ("valid", "valid_id", "test"):  # scoring keeps the expert masks
+        assert torch.equal(widened[name].mask, splits[name].mask)
     assert torch.equal(wide.x, split.x)
     assert (wide.mask >= split.mask).all() and wide.mask.sum() > 2 * split.mask.sum()
-    box = split.x * (1 - split.mask)
-    assert (wide.mask * box).sum() == 0
+    box_only = split.x * (1 - split.mask)
+    reaches = (wide.mask * box_only).flatten(1).any(1).float().mean().item()
+    assert 0.1 < reaches < 0.2  # nothing is cut away: the widened mask may cover the box
 
 
 def test_same_data_seed_same_data_other_seed_other_data():
@@ -70,6 +182,14 @@ def test_same_data_seed_same_data_other_seed_other_data():
     b = datasets.load_synthetic(data_seed=3, n_train=40)["train"]
     c = datasets.load_synthetic(data_seed=4, n_train=40)["train"]
     assert torch.equal(a.x, b.x) and not torch.equal(a.x, c.x)
+
+
+def test_data_seed_defaults_to_none_and_none_means_0_in_datasets():
+    p = argparse.ArgumentParser()
+    datasets.add_arguments(p)
+    assert p.parse_args([]).data_seed is None  # train.py turns it into the training --seed
+    a = datasets.load_synthetic(data_seed=None, n_train=40)["train"]
+    assert torch.equal(a.x, datasets.load_synthetic(data_seed=0, n_train=40)["train"].x)
 
 
 def test_batches_cover_the_split_in_a_seeded_order(splits):
@@ -80,26 +200,63 @@ def test_batches_cover_the_split_in_a_seeded_order(splits):
     assert torch.cat(ys).sort().values.tolist() == split.y.sort().values.tolist()
 
 
+# ---------------------------------------------------------------- release files and --export
+
+EXPORT = ["--dataset", "synthetic", "--data-seed", "3", "--ratio", "0.9", "--n-train", "40", "--n-eval", "12"]
+
+
+def test_export_reads_back_as_the_same_splits(tmp_path):
+    assert datasets.cli(EXPORT + ["--export", str(tmp_path)]) == 0
+    for blur in (0.0, 0.818):
+        made = datasets.load_synthetic(data_seed=3, ratio=0.9, n_train=40, n_eval=12, mask_blur=blur)
+        read = datasets.load_release(str(tmp_path), data_seed=5, n_train=40, n_eval=12, mask_blur=blur)
+        assert list(read) == list(made)
+        for name in made:
+            assert torch.equal(read[name].x, made[name].x) and torch.equal(read[name].y, made[name].y)
+            assert torch.equal(read[name].mask, made[name].mask)
+
+
+def test_export_stores_every_split_in_the_training_rule_like_the_release(tmp_path):
+    datasets.cli(EXPORT + ["--export", str(tmp_path)])
+    for k in (1, 2, 3, 4):
+        x, mask, y = datasets._read_release_split(str(tmp_path), f"distractor{k}")
+        assert set(np.unique(x)) == {0.0, 1.0} and ((mask > 0) <= (x > 0)).all()
+        split = datasets._to_split(x, y, mask, 0.0)
+        follows = (_box_right(split) == (split.y == 1)).float().mean().item()
+        assert follows == pytest.approx({1: 18 / 20, 4: 5 / 6}.get(k, 1.0))  # round(0.9 n) per class
+
+
+def test_export_refuses_what_it_would_not_write(tmp_path, capsys):
+    assert datasets.cli(EXPORT + ["--export", str(tmp_path), "--mask-blur", "0.8"]) == 2
+    assert "--mask-blur" in capsys.readouterr().err and not os.listdir(tmp_path)
+
+
 def write_release(root, n_per_class=20, seed=0):
-    """A small tree in the authors' release layout, made from our own generator."""
-    rng = np.random.default_rng(seed)
-    for prefix in ("distractor1", "distractor2", "distractor3"):
-        x, y, mask = datasets.make_synthetic(2 * n_per_class, reversed_rule=False, ratio=1.0, rng=rng)
-        with open(os.path.join(root, f"{prefix}_labels.csv"), "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["file", "class"])
-            for i in range(len(y)):
-                np.save(os.path.join(root, f"{prefix}_img_{i}.npy"), x[i].astype(np.float32))
-                np.save(os.path.join(root, f"{prefix}_seg_{i}.npy"), mask[i].astype(np.float32))
-                w.writerow([f"{prefix}_img_{i}.npy", int(y[i])])
+    """A small tree like the authors' release (distractor1-3, no valid_id), from our own generator.
+
+    tests/test_robustness.py builds its bad release trees on it.
+    """
+    datasets.export_synthetic(str(root), data_seed=seed, n_train=2 * n_per_class, n_eval=2 * n_per_class)
+    for name in os.listdir(root):
+        if name.startswith("distractor4"):
+            os.remove(os.path.join(root, name))
 
 
-def test_release_loader_reads_the_layout_and_flips_valid_test(tmp_path):
+def test_release_loader_draws_balanced_subsets_and_flips_valid_test(tmp_path):
     write_release(tmp_path)
     splits = datasets.load_release(str(tmp_path), data_seed=0, n_train=32, n_eval=16)
-    assert {k: len(v) for k, v in splits.items()} == {"train": 32, "valid": 16, "test": 16}
-    assert torch.equal(_box_right(splits["train"]), splits["train"].y == 0)
-    assert torch.equal(_box_right(splits["test"]), splits["test"].y == 1)  # flipped at load time
+    assert {k: len(v) for k, v in splits.items()} == {"train": 32, "valid": 16, "valid_id": 16, "test": 16}
+    assert all(v.y.sum().item() == len(v) // 2 for v in splits.values())
+    assert torch.equal(_box_right(splits["train"]), splits["train"].y == 1)
+    assert torch.equal(_box_right(splits["test"]), splits["test"].y == 0)  # flipped at load time
+
+
+def test_without_distractor4_valid_id_is_the_mirror_image_of_valid(tmp_path):
+    write_release(tmp_path)
+    splits = datasets.load_release(str(tmp_path), data_seed=0, n_train=32, n_eval=16)
+    valid, valid_id = splits["valid"], splits["valid_id"]
+    assert torch.equal(valid_id.x, valid.x.flip(-1)) and torch.equal(valid_id.y, valid.y)
+    assert torch.equal(_box_right(valid_id), valid_id.y == 1)  # the training rule, as on disk
 
 
 def test_release_loader_errors_name_the_problem(tmp_path):

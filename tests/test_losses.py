@@ -122,5 +122,25 @@ def test_adversarial_moves_d_every_batch_and_encoder_every_kth():
     assert moved_encoder == [True, False, False, True, False, False]
 
 
+def test_adversarial_terms_are_sums_of_two_means_as_in_eqs_2_and_3():
+    """Eq. 2 adds an expectation over masked features to one over unmasked features, so the loss is
+    twice the mean over the concatenated batch; a single mean would halve lam's effect (eq. 3)."""
+    torch.manual_seed(0)
+    method = losses.build("adversarial", hparams(), "cpu")
+    method.disc.eval()  # spectral norm's power iteration then stays put: D is the same function every call
+    z_masked, z = torch.randn(5, 512), torch.randn(5, 512)
+    d_masked, d = method.disc(z_masked), method.disc(z)
+    bce = F.binary_cross_entropy_with_logits
+    one_mean = bce(torch.cat([d_masked, d]), torch.cat([torch.ones(5), torch.zeros(5)]))
+    disc_loss = method._disc_loss(z_masked, z)
+    assert torch.allclose(disc_loss, bce(d_masked, torch.ones(5)) + bce(d, torch.zeros(5)))
+    assert torch.allclose(disc_loss, 2 * one_mean)
+    fool = method._disc_loss(z_masked, z, flip=True)
+    assert torch.allclose(fool, F.softplus(d_masked).mean() + F.softplus(-d).mean())
+    # The halves are weighted equally even when their sizes differ (a mean each, not one pooled mean).
+    uneven = method._disc_loss(z_masked[:2], z)
+    assert torch.allclose(uneven, bce(d_masked[:2], torch.ones(2)) + bce(d, torch.zeros(5)))
+
+
 def test_methods_table_order():
     assert list(losses.METHODS) == ["baseline", "masked", "actdiff", "adversarial", "gradmask", "rrr"]

@@ -32,7 +32,8 @@ def csv_path(tmp_path_factory):
     for method in METHODS:
         for seed in SEEDS:
             out = str(root / f"{method}-{seed}")
-            assert train.cli(["--n-train", "32", "--n-eval", "16", "--epochs", "2", "--results", raw, "--out", out,
+            assert train.cli(["--n-train", "32", "--n-eval", "16", "--epochs", "2", "--burn-in", "1",
+                              "--results", raw, "--out", out,
                               "--method", method, "--seed", str(seed)]) == 0
     rows = results.read_rows(raw)
     finals = [r for r in rows if r["kind"] == "final"]
@@ -82,16 +83,17 @@ def test_table_has_one_row_per_method_with_mean_std_over_seeds(csv_path, plotted
     finals = [r for r in rows if r["kind"] == "final" and r["trial"] == "" and r["status"] == "ok"]
     epochs = [r for r in rows if r["kind"] == "epoch"]
 
-    def by_valid_auc(run_id):  # the other selection rule, recomputed: max valid AUC, first on ties
+    def by_rule(run_id, column, pick):  # the other selection rules, recomputed: first best epoch on ties
         mine = sorted((r for r in epochs if r["run_id"] == run_id), key=lambda r: int(r["epoch"]))
-        return float(mine[int(np.argmax([float(r["valid_auc"]) for r in mine]))]["test_auc"])
+        return float(mine[int(pick([float(r[column]) for r in mine]))]["test_auc"])
 
-    columns = {name: {} for name in ("test_auc", "by_valid_auc", "iou")}
+    columns = {name: {} for name in ("test_auc", "by_valid_auc", "by_valid_id_loss", "iou")}
     for method in METHODS:
         mine = [r for r in finals if r["method"] == method]
         assert len(mine) == len(SEEDS)
         columns["test_auc"][method] = [float(r["test_auc"]) for r in mine]
-        columns["by_valid_auc"][method] = [by_valid_auc(r["run_id"]) for r in mine]
+        columns["by_valid_auc"][method] = [by_rule(r["run_id"], "valid_auc", np.argmax) for r in mine]
+        columns["by_valid_id_loss"][method] = [by_rule(r["run_id"], "valid_id_loss", np.argmin) for r in mine]
         columns["iou"][method] = [float(r["iou"]) for r in mine]
     for method, label in zip(METHODS, table):
         for i, name in enumerate(columns):
@@ -103,10 +105,20 @@ def test_table_has_one_row_per_method_with_mean_std_over_seeds(csv_path, plotted
     assert r"\begin{tabular}" in (out / "tables.tex").read_text()
 
 
-def test_selection_by_valid_auc_takes_the_first_best_epoch():
-    epochs = plots.pd.DataFrame({"run_id": ["a"] * 3 + ["b"] * 2, "epoch": [1, 2, 3, 2, 1],
-                                 "valid_auc": [0.7, 0.9, 0.9, 0.4, 0.6], "test_auc": [0.1, 0.2, 0.3, 0.4, 0.5]})
-    assert plots.select_by_valid_auc(epochs).to_dict() == {"a": 0.2, "b": 0.5}
+def test_selection_rules_take_the_first_best_eligible_epoch():
+    """Run a has burn-in 1; run b burn-in 3, so its epochs 1-2 cannot be picked however good they look;
+    run c ran 2 epochs with burn-in 5, so its last epoch is the only eligible one."""
+    epochs = plots.pd.DataFrame({
+        "run_id": ["a"] * 3 + ["b"] * 4 + ["c"] * 2, "epoch": [1, 2, 3, 1, 2, 3, 4, 1, 2],
+        "burn_in": [1] * 3 + [3] * 4 + [5] * 2, "epochs": [3] * 3 + [4] * 4 + [2] * 2,
+        "valid_auc": [0.7, 0.9, 0.9, 1.0, 0.9, 0.4, 0.6, 0.9, 0.1],
+        "valid_id_loss": [0.5, 0.3, 0.3, 0.1, 0.1, 0.8, 0.2, 0.0, 0.9],
+        "test_auc": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]})
+    assert plots.select_epoch(epochs, "valid_auc", highest=True).to_dict() == {"a": 0.2, "b": 0.7, "c": 0.9}
+    assert plots.select_epoch(epochs, "valid_id_loss", highest=False).to_dict() == {"a": 0.2, "b": 0.7, "c": 0.9}
+    # Rows from before burn_in existed (blank) count every epoch.
+    old = epochs.assign(burn_in=np.nan, epochs=np.nan)
+    assert plots.select_epoch(old, "valid_id_loss", highest=False).to_dict() == {"a": 0.2, "b": 0.4, "c": 0.8}
 
 
 def test_correlation_equals_scipy_on_the_same_points(csv_path, plotted):
@@ -168,19 +180,44 @@ def test_filters_that_match_nothing_exit_2(csv_path, tmp_path):
     assert code == 2 and "match the filters" in err
 
 
-def test_comparison_with_the_papers_per_seed_results(csv_path, tmp_path):
+def p_cell(mine, theirs):
+    if len(mine) < 2 or len(theirs) < 2 or np.ptp(list(mine) + list(theirs)) == 0:
+        return "–"
+    welch = stats.ttest_ind(mine, theirs, equal_var=False).pvalue
+    return f"{welch:.2g} / {stats.mannwhitneyu(mine, theirs).pvalue:.2g}"
+
+
+def test_comparison_with_the_papers_per_seed_results_for_auc_and_each_saliency_methods_iou(csv_path, tmp_path):
+    """ActDiff's runs get an ig row after their final (grad) row and no occlusion row; the authors' file has
+    all three IoUs, for baseline and ActDiff."""
+    rows = results.read_rows(csv_path)
+    actdiff = [r for r in rows if r["kind"] == "final" and r["method"] == "actdiff" and r["trial"] == ""]
+    ig = [0.2, 0.4]
+    path = str(tmp_path / "results.csv")
+    for row in rows + [dict(r, kind="saliency", saliency="ig", iou=v) for r, v in zip(actdiff, ig)]:
+        results.append_row(path, row)
+    theirs = {"test AUC": [0.9, 1.0, 0.95], "IoU, grad": [0.3, 0.4, 0.5], "IoU, ig": [0.5, 0.4, 0.3],
+              "IoU, occlusion": [0.0, 0.1, 0.2]}
     paper = tmp_path / "paper.csv"
-    theirs = {"baseline": [0.0, 0.1, 0.05], "actdiff": [0.9, 1.0, 0.95]}
-    paper.write_text("method,run_seed,test_auc,iou_grad\n" + "".join(
-        f"{m},{i},{auc},{0.3 + 0.1 * i}\n" for m, aucs in theirs.items() for i, auc in enumerate(aucs)))
-    code, stdout, _ = run(["--results", csv_path, "--out", str(tmp_path / "out"),
+    paper.write_text("method,run_seed,test_auc,iou_grad,iou_ig,iou_occlude\n" + "".join(
+        f"{m},{i},{','.join(str(v[i] * scale) for v in theirs.values())}\n"
+        for m, scale in (("baseline", 0.5), ("actdiff", 1.0)) for i in range(3)))
+    code, stdout, _ = run(["--results", path, "--out", str(tmp_path / "out"),
                            "--paper", "synthetic", "1.0", str(paper)])
     assert code == 0
     section = stdout.split("compared with the paper's per-seed results", 1)[1].split("\n## ", 1)[0]
-    row = next(l for l in section.splitlines() if l.startswith("| ActDiff"))
-    ours = [float(r["test_auc"]) for r in results.read_rows(csv_path, kind="final", method="actdiff", trial="")]
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[2] == expected_cell(theirs["actdiff"])
-    if np.ptp(ours + theirs["actdiff"]) > 0:
-        welch = stats.ttest_ind(ours, theirs["actdiff"], equal_var=False).pvalue
-        assert cells[3] == f"{welch:.2g} / {stats.mannwhitneyu(ours, theirs['actdiff']).pvalue:.2g}"
+    lines = [l for l in section.splitlines() if l.startswith("| ") and "---" not in l]
+    assert lines[0] == "| method | measure | ours | paper | p (Welch / MWU) |"
+    cells = [[c.strip() for c in l.strip("|").split("|")] for l in lines[1:]]
+    assert [c[0] for c in cells] == [m for m in ("Classification", "Masked", "ActDiff") for m in (m, "", "", "")]
+    block = {c[1]: c[2:] for c in cells[8:12]}  # ActDiff's four rows
+    ours = {"test AUC": [float(r["test_auc"]) for r in actdiff],
+            "IoU, grad": [float(r["iou"]) for r in actdiff],  # the final row's, though an ig row came later
+            "IoU, ig": ig, "IoU, occlusion": []}
+    assert list(block) == list(ours)
+    for measure, mine in ours.items():
+        assert block[measure] == [expected_cell(mine) if mine else "–", expected_cell(theirs[measure]),
+                                  p_cell(mine, theirs[measure])], measure
+    assert block["IoU, occlusion"][0] == block["IoU, occlusion"][2] == "–"  # we have no occlusion scores
+    assert cells[2][1:3] == ["IoU, ig", "–"]  # nor ig scores for Classification
+    assert cells[4][3] == "–"  # Masked is not in the authors' file

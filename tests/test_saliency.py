@@ -1,5 +1,6 @@
 """saliency.py: closed forms on linear models, completeness, exact top-k, the scores, score() and the CLI."""
 import csv
+import inspect
 
 import numpy as np
 import pytest
@@ -93,6 +94,25 @@ def test_integrated_gradients_satisfy_completeness_on_a_resnet():
     assert errors[1] < errors[0] / 3  # the midpoint rule: doubling the steps quarters the error
 
 
+class Cubic(nn.Module):
+    """Class-1 logit y1 = sum_i x_i^3 (class 0: 0). Its gradient along a*x is 3 a^2 x^2, not constant."""
+
+    def forward(self, x):
+        y1 = (x ** 3).sum((1, 2, 3))
+        return torch.stack([torch.zeros_like(y1), y1], 1)
+
+
+def test_integrated_gradients_default_to_the_authors_200_steps():
+    # On y1 = sum x^3 the midpoint rule with m steps gives exactly IG_i = x_i^3 (1 - 1/(4 m^2)),
+    # so the default's value pins m: 200 and not, say, 199 or the former 32.
+    x = images(b=2, size=4, dtype=torch.float64) + 0.5
+    assert inspect.signature(saliency.integrated_gradients).parameters["steps"].default == 200
+    torch.testing.assert_close(saliency.integrated_gradients(Cubic(), x), x ** 3 * (1 - 1 / (4 * 200 ** 2)),
+                               rtol=1e-12, atol=0)
+    assert not torch.allclose(saliency.integrated_gradients(Cubic(), x, steps=199),
+                              saliency.integrated_gradients(Cubic(), x), rtol=1e-9, atol=0)
+
+
 def test_a_model_that_ignores_a_region_has_exactly_zero_saliency_there(linear):
     region = torch.zeros(6, 6)
     region[1:4, 2:5] = 1
@@ -102,6 +122,63 @@ def test_a_model_that_ignores_a_region_has_exactly_zero_saliency_there(linear):
     for s in (saliency.input_gradients(linear, x), saliency.integrated_gradients(linear, x, steps=8)):
         assert (s[:, :, region == 0] == 0).all()
         assert (s[:, :, region == 1] != 0).all()
+
+
+def summing_model(size):
+    """A Linear model whose class-1 logit is the sum of the pixels (plus a bias): a patch's drop is its pixel sum."""
+    net = Linear(size=size)
+    with torch.no_grad():
+        net.fc.weight[1] = 1.0
+    return net
+
+
+def test_occlusion_of_a_pixel_sum_is_each_patchs_sum_including_the_partial_last_patch():
+    x = torch.arange(25.0).view(1, 1, 5, 5)  # 5 = 2 x 2 + 1: the last row and column of patches are 1 px wide
+    by_hand = torch.tensor([[12, 12, 20, 20, 13],     # 0+1+5+6, 2+3+7+8, 4+9
+                            [12, 12, 20, 20, 13],
+                            [52, 52, 60, 60, 33],     # 10+11+15+16, 12+13+17+18, 14+19
+                            [52, 52, 60, 60, 33],
+                            [41, 41, 45, 45, 24.]])   # 20+21, 22+23, 24
+    net = summing_model(5)
+    o = saliency.occlusion(net, torch.cat([x, -x]), window=2)
+    assert o.shape == (2, 1, 5, 5)
+    torch.testing.assert_close(o[0, 0], by_hand)
+    torch.testing.assert_close(o[1, 0], -by_hand)  # signed: zeroing a patch that lowers the logit is negative
+    # Chunks of 3 (copy, image) pairs, which do not divide the 2 x (9 + 1) copies, change nothing.
+    torch.testing.assert_close(saliency.occlusion(net, torch.cat([x, -x]), window=2, chunk_pixels=3 * 25), o)
+
+
+def test_occlusion_window_is_2_px_at_28_and_15_at_224_with_14_px_patches_at_the_border():
+    assert [saliency.occlusion_window(s) for s in (28, 64, 224, 512)] == [2, 4, 15, 34]
+    # On an all-ones image a patch's drop under the pixel-sum model is its area: 224 = 14 x 15 + 14.
+    o = saliency.occlusion(summing_model(224), torch.ones(1, 1, 224, 224))[0, 0]
+    assert o[0, 0] == 15 * 15 and o[0, -1] == o[-1, 0] == 15 * 14 and o[-1, -1] == 14 * 14
+    assert set(o.unique().tolist()) == {225.0, 210.0, 196.0}
+
+
+def naive_occlusion(net, x, window):
+    """Reference: one forward pass per image and patch, each patch zeroed in place of a copy."""
+    out = torch.zeros_like(x)
+    with torch.no_grad():
+        for b in range(len(x)):
+            base = net(x[b:b + 1])[0, 1]
+            for i in range(0, x.shape[2], window):
+                for j in range(0, x.shape[3], window):
+                    occluded = x[b:b + 1].clone()
+                    occluded[:, :, i:i + window, j:j + window] = 0
+                    out[b, :, i:i + window, j:j + window] = base - net(occluded)[0, 1]
+    return out
+
+
+def test_batched_occlusion_equals_a_loop_over_patches_on_a_conv_model():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Conv2d(4, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 3 * 3, 2))
+    net[1].running_mean.normal_()
+    x = torch.rand(3, 2, 7, 7)  # two channels: a patch zeroes both; 7 = 2 x 3 + 1
+    batched = saliency.occlusion(net.train(), x, window=3, chunk_pixels=5 * 98)
+    assert net.training  # batch norm used its running statistics inside, and the mode is restored
+    torch.testing.assert_close(batched, naive_occlusion(net.eval(), x, window=3), rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------ post-processing
@@ -162,7 +239,7 @@ def test_split():
     return datasets.load_synthetic(n_train=32)["test"]
 
 
-@pytest.mark.parametrize("method", ["grad", "ig"])
+@pytest.mark.parametrize("method", ["grad", "ig", "occlusion"])
 def test_score_returns_the_results_columns_and_writes_the_npz(tmp_path, test_split, method):
     torch.manual_seed(0)
     out = saliency.score(Linear(size=28), test_split, method, batch_size=48, out_dir=str(tmp_path))
@@ -220,14 +297,34 @@ def test_cli_appends_one_saliency_row_to_the_runs_csv(trained_run, capsys):
     assert (run / "saliency.npz").exists()
 
 
+def test_cli_all_appends_one_row_per_method_and_one_npz_each(trained_run, monkeypatch):
+    run, path = trained_run
+    monkeypatch.setattr(saliency, "OCCLUSION_WINDOW", 112)  # 14 px patches at 28: 4 patches keep this fast
+    before = read(path)
+    assert saliency.cli(["--run", str(run), "--saliency", "all", "--ig-steps", "4"]) == 0
+    rows = read(path)
+    assert rows[:len(before)] == before
+    new = rows[len(before):]
+    assert [r["saliency"] for r in new] == ["grad", "ig", "occlusion"]
+    assert {r["run_id"] for r in new} == {"run-a"} and {r["kind"] for r in new} == {"saliency"}
+    final = next(r for r in rows if r["kind"] == "final")
+    assert float(new[0]["iou"]) == pytest.approx(float(final["iou"]))  # grad again on best.pt: the final row's
+    # The run's own method (grad) keeps <run>/saliency.npz for the figures; the others get their own folder.
+    for method, npz in (("grad", run / "saliency.npz"), ("ig", run / "saliency-ig" / "saliency.npz"),
+                        ("occlusion", run / "saliency-occlusion" / "saliency.npz")):
+        with np.load(npz) as z:
+            assert str(z["saliency"]) == method
+
+
 BAD = [
     (lambda run, path: ["--run", str(run.parent / "no-such-run")], "--run"),
     (lambda run, path: ["--run", str(run.parent / "broken")], "--run"),
     (lambda run, path: ["--run", str(run), "--results", str(path.parent / "other.csv")], "--results"),
+    (lambda run, path: ["--run", str(run), "--saliency", "all", "--ig-steps", "0"], "--ig-steps"),
 ]
 
 
-@pytest.mark.parametrize("argv,flag", BAD, ids=["missing-run", "corrupt-best.pt", "foreign-results"])
+@pytest.mark.parametrize("argv,flag", BAD, ids=["missing-run", "corrupt-best.pt", "foreign-results", "no-ig-steps"])
 def test_bad_input_exits_2_with_one_line_and_appends_nothing(trained_run, capsys, argv, flag):
     run, path = trained_run
     (run.parent / "broken").mkdir(exist_ok=True)

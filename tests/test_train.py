@@ -3,6 +3,7 @@ import csv
 
 import pytest
 
+import datasets
 import losses
 import results
 import train
@@ -55,23 +56,56 @@ def test_same_seed_gives_identical_rows(tmp_path):
 
 
 def test_test_split_is_skipped_only_where_no_selection_rule_could_pick_the_epoch(tmp_path):
-    """Default: test is evaluated at epochs with a new lowest valid loss (our rule) or a new highest
-    valid AUC (plots.py's second column). Training, the valid curve and the final row are the same as
-    with --test-every-epoch."""
-    argv = ("--method", "actdiff", "--seed", "2", "--epochs", "5", "--patience", "5")
+    """Default: test is evaluated at eligible epochs (from --burn-in on) with a new lowest valid loss
+    (our rule), a new highest valid AUC or a new lowest valid_id loss (plots.py's other two rules).
+    Training, the valid curves and the final row are the same as with --test-every-epoch."""
+    argv = ("--method", "actdiff", "--seed", "6", "--epochs", "5", "--patience", "5", "--burn-in", "2")
     _, every = run(tmp_path, *argv, "--test-every-epoch", csv_name="every.csv")
     _, some = run(tmp_path, *argv, csv_name="some.csv")
     strip = lambda r: {k: v for k, v in r.items() if k not in TIME_COLUMNS and not k.startswith("test_")}
     every, some = read(every), read(some)
     assert [strip(r) for r in every] == [strip(r) for r in some]
     assert every[-1]["test_auc"] == some[-1]["test_auc"] != ""
-    low_loss, high_auc, kinds = float("inf"), -1.0, []
-    for a, b in zip(every[:-1], some[:-1]):
-        loss, auc = float(b["valid_loss"]), float(b["valid_auc"])
-        kinds.append("loss" if loss < low_loss else "auc" if auc > high_auc else "skip")
-        low_loss, high_auc = min(low_loss, loss), max(high_auc, auc)
+    assert some[0]["test_auc"] == "" != every[0]["test_auc"]  # epoch 1 is burn-in: no rule can pick it
+    low_loss, high_auc, low_id, kinds = float("inf"), -1.0, float("inf"), []
+    for a, b in zip(every[1:-1], some[1:-1]):
+        loss, auc, id_loss = float(b["valid_loss"]), float(b["valid_auc"]), float(b["valid_id_loss"])
+        kinds.append("loss" if loss < low_loss else "auc" if auc > high_auc else "id" if id_loss < low_id
+                     else "skip")
+        low_loss, high_auc, low_id = min(low_loss, loss), max(high_auc, auc), min(low_id, id_loss)
         assert b["test_auc"] == ("" if kinds[-1] == "skip" else a["test_auc"])
-    assert {"auc", "skip"} <= set(kinds)  # this seed (1 thread, conftest) has an AUC-only best and a skip
+    assert {"auc", "skip"} <= set(kinds), kinds  # this seed (1 thread, conftest) has an AUC-only best and a skip
+
+
+def test_burn_in_epochs_are_never_selected_and_do_not_count_towards_patience(tmp_path):
+    _, path = run(tmp_path, "--epochs", "6", "--burn-in", "4", "--patience", "1", "--seed", "1")
+    rows = read(path)
+    epochs, final = [r for r in rows if r["kind"] == "epoch"], rows[-1]
+    assert int(final["selected_epoch"]) >= 4 and final["burn_in"] == "4"
+    assert len(epochs) >= 5  # patience 1 could only stop the run after the first eligible epoch (4)
+    assert all(r["test_auc"] == "" for r in epochs[:3])
+
+
+def test_a_run_shorter_than_the_burn_in_selects_its_last_epoch(tmp_path):
+    _, path = run(tmp_path, "--epochs", "2", "--burn-in", "5")
+    final = read(path)[-1]
+    assert final["kind"] == "final" and final["selected_epoch"] == "2" and final["test_auc"] != ""
+
+
+def test_each_seed_gets_its_own_data_unless_a_data_seed_is_given(tmp_path):
+    _, path = run(tmp_path, "--seed", "3")
+    assert read(path)[-1]["data_seed"] == "3"
+    _, path = run(tmp_path, "--seed", "3", "--data-seed", "7", csv_name="fixed.csv")
+    assert read(path)[-1]["data_seed"] == "7"
+    load = lambda seed: datasets.load(train.resolve(train.parse_args(["--seed", str(seed), "--n-train", "32"])))
+    assert not train.torch.equal(load(3)["train"].x, load(4)["train"].x)
+
+
+def test_rows_record_the_software_and_hardware(tmp_path):
+    _, path = run(tmp_path)
+    final = read(path)[-1]
+    assert final["torch_version"] == train.torch.__version__ and final["gpu"] == "cpu"
+    assert final["git_commit"] != ""
 
 
 BAD = [

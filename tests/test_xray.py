@@ -7,8 +7,10 @@ RSNA) and point small subset CSVs at them.
 """
 import argparse
 import csv
+import itertools
 import os
 import shutil
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -20,8 +22,8 @@ import datasets
 import results
 import train
 
-SHIPPED_SIZES = {("xray", 0.9): (5550, 2774, 2780), ("xray", 0.5): (5552, 2776, 2776),
-                 ("rsna", 0.9): (2694, 1346, 1352), ("rsna", 0.5): (2696, 1348, 1348)}
+SHIPPED_SIZES = {("xray", 0.9): (4998, 552, 2774, 2780), ("xray", 0.5): (5000, 552, 2776, 2776),
+                 ("rsna", 0.9): (2426, 268, 1346, 1352), ("rsna", 0.5): (2428, 268, 1348, 1348)}
 
 
 def data_args(*argv):
@@ -48,6 +50,29 @@ def cells_of(cohort, name):
     return np.bincount(cohort.cells()[cohort.splits[name]], minlength=4)
 
 
+def files_of(cohort, name):
+    return set(cohort.table["file"].to_numpy()[cohort.splits[name]])
+
+
+def paper_rule(pool, ratio, seed):
+    """The paper's three splits (file names), dealt without valid_id: a cell's first ranked images to
+    train, the next to valid, the rest to test, with the quotas written out here as the paper gives them."""
+    r = Fraction(ratio).limit_denominator(100)
+    cell = (2 * pool["site"] + pool["y"]).to_numpy()
+    rank = np.random.default_rng(seed).random(len(pool))  # draw_cohort's ranks: the seed's first draw
+    n = np.bincount(cell).min()
+    major, minor = n * r.numerator // r.denominator, n * (r.denominator - r.numerator) // r.denominator
+    train = [major, minor, minor, major]
+    valid = [minor // 2, major // 2, major // 2, minor // 2]  # = floor(n(1 - r)/2), floor(nr/2)
+    splits = {"train": set(), "valid": set(), "test": set()}
+    for c in range(4):
+        ranked = pool["file"].to_numpy()[np.flatnonzero(cell == c)[np.argsort(rank[cell == c], kind="stable")][:n]]
+        splits["train"] |= set(ranked[:train[c]])
+        splits["valid"] |= set(ranked[train[c]:train[c] + valid[c]])
+        splits["test"] |= set(ranked[train[c] + valid[c]:])
+    return splits
+
+
 # ------------------------------------------------------------------ cohorts from the shipped metadata
 
 @pytest.mark.parametrize("dataset,ratio", list(SHIPPED_SIZES))
@@ -55,36 +80,72 @@ def test_shipped_cohort_sizes_balance_and_reversal(pools, dataset, ratio):
     cohort = datasets.draw_cohort(dataset, pools[dataset], ratio, seed=0)
     assert cohort.n == {"xray": 2776, "rsna": 1348}[dataset]
     assert tuple(len(cohort.splits[s]) for s in datasets.SPLITS) == SHIPPED_SIZES[(dataset, ratio)]
-    rows = np.concatenate([cohort.splits[s] for s in datasets.SPLITS])
-    assert len(np.unique(rows)) == len(rows) == 4 * cohort.n            # disjoint, and every image used
     for name in datasets.SPLITS:
         neg0, pos0, neg1, pos1 = cells_of(cohort, name)
         assert neg0 + neg1 == pos0 + pos1 and neg0 + pos0 == neg1 + pos1   # classes and sites balanced
-        if ratio != 0.5:  # train: positives mostly from site 1; valid and test: reversed
-            assert (pos1 > 4 * pos0 and neg0 > 4 * neg1) == (name == "train")
-            assert (pos0 > 4 * pos1 and neg1 > 4 * neg0) == (name != "train")
+        in_distribution = name in ("train", "valid_id")
+        if ratio != 0.5:  # train and valid_id: positives mostly from site 1; valid and test: reversed
+            assert (pos1 > 4 * pos0 and neg0 > 4 * neg1) == in_distribution
+            assert (pos0 > 4 * pos1 and neg1 > 4 * neg0) == (not in_distribution)
         else:
             assert neg0 == pos0 == neg1 == pos1
+
+
+@pytest.mark.parametrize("patient_split", [False, True])
+def test_every_drawn_image_is_in_exactly_one_split(pools, patient_split):
+    cohort = datasets.draw_cohort("xray", pools["xray"], 0.9, seed=0, patient_split=patient_split)
+    rows = np.sort(np.concatenate([cohort.splits[s] for s in datasets.SPLITS]))
+    assert rows.tolist() == list(range(4 * cohort.n))
+    assert not cohort.table["file"].duplicated().any()
+
+
+@pytest.mark.parametrize("dataset,ratio", list(SHIPPED_SIZES))
+def test_valid_id_is_a_tenth_of_each_training_cell_so_it_follows_the_training_correlation(pools, dataset, ratio):
+    cohort = datasets.draw_cohort(dataset, pools[dataset], ratio, seed=0)
+    train, valid_id = cells_of(cohort, "train"), cells_of(cohort, "valid_id")
+    assert valid_id.tolist() == ((train + valid_id) // 10).tolist()
+    assert np.abs(valid_id / valid_id.sum() - train / train.sum()).max() < 0.01  # same share per cell
+
+
+@pytest.mark.parametrize("dataset,ratio", list(SHIPPED_SIZES))
+@pytest.mark.parametrize("seed", [0, 3])
+def test_valid_id_is_carved_from_the_papers_training_images_and_leaves_valid_and_test_as_they_were(
+        pools, dataset, ratio, seed):
+    cohort = datasets.draw_cohort(dataset, pools[dataset], ratio, seed)
+    paper = paper_rule(pools[dataset], ratio, seed)
+    assert files_of(cohort, "valid") == paper["valid"] and files_of(cohort, "test") == paper["test"]
+    assert files_of(cohort, "train") | files_of(cohort, "valid_id") == paper["train"]
+
+
+def test_an_unset_data_seed_draws_the_seed_0_cohort_every_time(pools):
+    """--data-seed now defaults to None (train.py fills in --seed); a direct load must stay reproducible."""
+    unset = datasets.draw_cohort("rsna", pools["rsna"], 0.9, seed=None)
+    seed0 = datasets.draw_cohort("rsna", pools["rsna"], 0.9, seed=0)
+    assert all(np.array_equal(unset.splits[s], seed0.splits[s]) for s in datasets.SPLITS)
 
 
 def test_quotas_are_exact_where_floats_round_down():
     for n in range(1, 3000):
         q = datasets.split_quotas(n, 0.9)
-        assert q["train"].tolist() == [9 * n // 10, n // 10, n // 10, 9 * n // 10]
+        papers_train = np.array([9 * n // 10, n // 10, n // 10, 9 * n // 10])
+        assert q["valid_id"].tolist() == (papers_train // 10).tolist()
+        assert q["train"].tolist() == (papers_train - papers_train // 10).tolist()
         assert q["valid"].tolist() == [n // 20, 9 * n // 20, 9 * n // 20, n // 20]
+        assert sum(q.values()).tolist() == [n] * 4
     assert int(10 * (1 - 0.9)) == 0 and datasets.split_quotas(10, 0.9)["train"][1] == 1  # the float hazard
 
 
-def test_patient_split_leaves_no_patient_in_two_splits(pools):
-    by_image = datasets.draw_cohort("xray", pools["xray"], 0.9, seed=0)
-    by_patient = datasets.draw_cohort("xray", pools["xray"], 0.9, seed=0, patient_split=True)
+@pytest.mark.parametrize("ratio", [0.9, 0.5])
+def test_patient_split_leaves_no_patient_in_two_of_the_four_splits(pools, ratio):
+    by_image = datasets.draw_cohort("xray", pools["xray"], ratio, seed=0)
+    by_patient = datasets.draw_cohort("xray", pools["xray"], ratio, seed=0, patient_split=True)
     patients = {s: set(by_patient.table["patient"].to_numpy()[by_patient.splits[s]]) for s in datasets.SPLITS}
-    assert not (patients["train"] & patients["valid"] or patients["train"] & patients["test"]
-                or patients["valid"] & patients["test"])
+    for a, b in itertools.combinations(datasets.SPLITS, 2):
+        assert not patients[a] & patients[b], (a, b)
     for name in datasets.SPLITS:  # and the same images per cell as the image split
         assert cells_of(by_patient, name).tolist() == cells_of(by_image, name).tolist()
     shared = {s: set(by_image.table["patient"].to_numpy()[by_image.splits[s]]) for s in datasets.SPLITS}
-    assert shared["train"] & shared["test"]  # splitting by image (the paper) does share patients
+    assert shared["train"] & shared["test"] and shared["train"] & shared["valid_id"]  # the paper's by-image split
 
 
 def test_selection_rules_on_the_shipped_metadata(pools):
@@ -99,12 +160,15 @@ def test_selection_rules_on_the_shipped_metadata(pools):
     assert all((b is None) == (y == 0) for b, y in zip(rsna["boxes"], rsna["y"]))  # boxes exactly on positives
 
 
-def test_summary_cli_needs_no_image(capsys):
+def test_summary_cli_needs_no_image_and_shows_valid_id_per_cell(capsys):
     assert datasets.cli(["--dataset", "rsna", "--summary"]) == 0
     out = capsys.readouterr().out
     assert "n = 1348 per cell" in out and "patients in more than one split: 0" in out
-    assert [line.split()[5] for line in out.splitlines() if line.split()[:1] in (["train"], ["valid"], ["test"])] \
-        == ["2694", "1346", "1352"]
+    rows = {line.split()[0]: line.split()[1:6] for line in out.splitlines() if line.split()[:1] in
+            [[s] for s in datasets.SPLITS]}
+    assert list(rows) == list(datasets.SPLITS)
+    assert rows["valid_id"] == ["121", "13", "13", "121", "268"]   # a tenth of the paper's 1213/134 training cells
+    assert [r[4] for r in rows.values()] == ["2426", "268", "1346", "1352"]
 
 
 # ------------------------------------------------------------------ a tree of tiny images
@@ -137,10 +201,12 @@ def _write_dicom(path, pixels):
 def tree(tmp_path_factory):
     """Subset CSVs of real metadata rows and 64-pixel images under their real names.
 
-    NIH: 10 Cardiomegaly + 10 No Finding (three in the images_001/images/ layout).
-    PadChest: 12 cardiomegaly + 12 normal PA (64x80, 16-bit, in ImageDir folders),
+    NIH: 12 Cardiomegaly + 12 No Finding (four in the images_001/images/ layout).
+    PadChest: 14 cardiomegaly + 14 normal PA (64x80, 16-bit, in ImageDir folders),
     plus an 'abnormal foreign body' PA and a lateral 'normal', which must not be drawn.
-    RSNA: 8 images per view x label, as JPEG and as DICOM.
+    RSNA: 12 images per view x label, as JPEG and as DICOM.
+    At n = 12 per cell and ratio 0.9 every split holds both classes (valid_id is
+    [1, 0, 0, 1]; below n = 12 it is empty), and PadChest's spares replace a bad file.
     """
     root = tmp_path_factory.mktemp("xray")
     rng = np.random.default_rng(0)
@@ -148,8 +214,8 @@ def tree(tmp_path_factory):
     args = data_args()
 
     nih = pd.read_csv(meta(args, "nih"))
-    nih = pd.concat([nih[nih["Finding Labels"].str.contains("Cardiomegaly")].head(10),
-                     nih[nih["Finding Labels"] == "No Finding"].head(10)])
+    nih = pd.concat([nih[nih["Finding Labels"].str.contains("Cardiomegaly")].head(12),
+                     nih[nih["Finding Labels"] == "No Finding"].head(12)])
     nih.to_csv(root / "nih.csv", index=False)
     for i, name in enumerate(nih["Image Index"]):
         folder = root / "nih" / ("images_001/images" if i % 7 == 0 else "")
@@ -159,7 +225,7 @@ def tree(tmp_path_factory):
     pc = pd.read_csv(meta(args, "padchest"), low_memory=False)
     pa = pc[pc["ViewPosition_DICOM"].fillna("").str.contains("POSTEROANTERIOR")]
     labels = pa["Labels"].fillna("")
-    pc = pd.concat([pa[labels == "['cardiomegaly']"].head(12), pa[labels == "['normal']"].head(12),
+    pc = pd.concat([pa[labels == "['cardiomegaly']"].head(14), pa[labels == "['normal']"].head(14),
                     pa[labels.str.contains("abnormal foreign body")].head(1),
                     pc[(pc["ViewPosition_DICOM"] == "LATERAL") & (pc["Labels"] == "['normal']")].head(1)])
     pc.to_csv(root / "padchest.csv", index=False)
@@ -171,7 +237,7 @@ def tree(tmp_path_factory):
     views = pd.read_csv(meta(args, "rsna_views")).set_index("PatientID")["ViewPosition"]
     per = boxes.groupby("patientId")["Target"].max().to_frame().join(views)
     ids = [pid for view in ("PA", "AP") for t in (0, 1)
-           for pid in per.index[(per["ViewPosition"] == view) & (per["Target"] == t)][:8]]
+           for pid in per.index[(per["ViewPosition"] == view) & (per["Target"] == t)][:12]]
     boxes[boxes["patientId"].isin(ids)].to_csv(root / "rsna.csv", index=False)
     (root / "rsna_jpg").mkdir()
     (root / "rsna_dcm").mkdir()
@@ -209,12 +275,13 @@ def test_loader_reads_real_formats_with_labels_and_masks(tree, dataset, ext):
     args = data_args(*tree_argv(tree, dataset, ext), "--data-seed", "1")
     pool, _, cohort = datasets.xray_cohort(args)
     splits = datasets.load(args)
-    assert cohort.n == (10 if dataset == "xray" else 8)
+    assert cohort.n == 12
     if dataset == "xray":  # the 'abnormal foreign body' and the lateral image are never drawn
         drawn = pd.read_csv(tree / "padchest.csv").set_index("ImageID").reindex(cohort.table["file"]).dropna(
             subset=["Labels"])
-        assert len(drawn) == 20 and not drawn["Labels"].str.contains("abnormal").any()
+        assert len(drawn) == 24 and not drawn["Labels"].str.contains("abnormal").any()
         assert drawn["ViewPosition_DICOM"].eq("POSTEROANTERIOR").all()
+    assert list(splits) == list(datasets.SPLITS)
     for name, split in splits.items():
         x, y, mask = everything(split)
         assert x.shape == mask.shape == (len(split), 1, 224, 224) and x.dtype == mask.dtype == torch.float32
@@ -258,8 +325,8 @@ def test_cache_gives_the_same_tensors_and_is_reused(tree, tmp_path):
     cached = datasets.load(data_args(*argv, "--cache", str(tmp_path / "cache")))
     files = sorted(os.listdir(tmp_path / "cache"))
     pixels = np.load(tmp_path / "cache" / files[1], mmap_mode="r")
-    assert files[1].startswith("rsna-224px-32-") and files[0] == files[1][:-4] + "-shapes.npy"
-    assert pixels.dtype == np.float16 and pixels.shape == (32, 224, 224)
+    assert files[1].startswith("rsna-224px-48-") and files[0] == files[1][:-4] + "-shapes.npy"
+    assert pixels.dtype == np.float16 and pixels.shape == (48, 224, 224)  # one file for all four splits
     for name in datasets.SPLITS:
         (x0, y0, m0), (x1, y1, m1) = everything(plain[name]), everything(cached[name])
         assert torch.allclose(x0, x1, rtol=2 ** -10, atol=2 ** -14) and torch.equal(y0, y1) and torch.equal(m0, m1)

@@ -224,11 +224,13 @@ def latex(header, body, caption):
             return c
         s = c[0].replace("±", r"$\pm$").replace("–", "--")
         return rf"\textbf{{{s}}}" if c[1] else s
-    groups = [h.rsplit(" ", 1)[0] for h in header[2::3]]
+    width = 2 + len(RULES)  # columns per setting: AUC, one per extra selection rule, IoU
+    groups = [h.rsplit(" ", 1)[0] for h in header[2::width]]
+    marks = "".join(rf" & AUC$^{{{m}}}$" for m in (r"\dagger", r"\ddagger", "*", "**")[:len(RULES)])
     lines = [r"\begin{table}[t]", r"\centering\small", rf"\caption{{{caption}}}",
-             r"\begin{tabular}{ll" + "ccc" * len(groups) + "}", r"\toprule",
-             " & & " + " & ".join(rf"\multicolumn{{3}}{{c}}{{{g}}}" for g in groups) + r" \\",
-             "Group & Method" + r" & AUC & AUC$^\dagger$ & IoU" * len(groups) + r" \\", r"\midrule"]
+             r"\begin{tabular}{ll" + "c" * width * len(groups) + "}", r"\toprule",
+             " & & " + " & ".join(rf"\multicolumn{{{width}}}{{c}}{{{g}}}" for g in groups) + r" \\",
+             "Group & Method" + (" & AUC" + marks + " & IoU") * len(groups) + r" \\", r"\midrule"]
     for row in body:
         if row[0] and row is not body[0]:
             lines.append(r"\midrule")
@@ -542,10 +544,14 @@ def main(args):
         table = results_table(runs, dataset, notes) if (runs["dataset"] == dataset).any() else None
         if table:
             caption = (f"{dataset}: test AUC at the epoch of lowest valid loss, at the epoch of highest valid "
-                       f"AUC, and IoU; mean ± std over seeds (n runs). Bold: beats Classification and > 0.5.")
+                       f"AUC (both on the reversed, shifted valid split), at the epoch of lowest in-distribution "
+                       f"valid_id loss, and IoU; mean ± std over seeds (n runs); epochs before the burn-in "
+                       f"are never selected. Bold: beats Classification and > 0.5.")
             md += [f"## {dataset}", "", caption, "", markdown(*table), ""]
             tex.append(latex(*table, caption.replace("±", r"$\pm$").replace("> 0.5", "$>$ 0.5")
-                                          .replace("AUC, and", r"AUC ($\dagger$), and")))
+                                          .replace("valid_id", r"valid\_id")
+                                          .replace("highest valid AUC", r"highest valid AUC ($\dagger$)")
+                                          .replace("valid\_id loss", r"valid\_id loss ($\ddagger$)")))
         ratios = settings(runs, dataset, [], "figure")
         if ratios:
             fig_valid_auc(runs, epochs, dataset, ratios, args.out, written, notes)

@@ -247,13 +247,16 @@ def evaluate(net, split, batch_size, device, amp="fp32"):
 
 
 def git_commit():
-    """The code's commit, with "+dirty" when the working tree had uncommitted changes."""
+    """The code's commit, with "+dirty" when the code (*.py, requirements.txt) had uncommitted changes.
+
+    Only code counts: a committed results CSV that runs append to must not mark every later run dirty.
+    """
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=here, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=here, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "*.py", "requirements.txt"],
+                               capture_output=True, text=True, cwd=here, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (head + ("+dirty" if dirty else "")) if head else "unknown"

@@ -14,13 +14,22 @@ share of the training pass, the cost of an epoch that could be selected;
 "valid %" (valid + valid_id) the cost of the other epochs, where train.py
 skips the test split. Times are medians over
 repetitions after a warm-up step; peak memory is the process's maximum
-resident set (CPU) or the allocator's peak (CUDA).
+resident set (CPU) or the allocator's peak (CUDA). Every method is timed with
+train.py's settings: its seeding and cuDNN choice (``--deterministic``), its
+memory format (channels_last for bf16 on CUDA).
+
+It also times the run directory's files on this disk (``--checkpoint``): the
+resume checkpoint as train.py wrote it before (weights, Adam state and a
+second copy of the best weights, every epoch) and now (weights and Adam state,
+at most every ``--checkpoint-every`` seconds, plus ``best.pt`` when the best
+epoch changes), as a share of a baseline epoch.
 """
 import argparse
 import json
 import os
 import resource
 import statistics
+import tempfile
 import time
 
 import torch
@@ -78,14 +87,14 @@ def floor_step(name, net, opt, disc, disc_opt, x, y, hp, step):
 
 def fresh(name, hp, device):
     """The model, its optimiser and the method as train.py builds them, from seed 0."""
-    torch.manual_seed(0)
-    net = ResNet18().to(device).train()
+    train.seed_everything(0, hp.deterministic)
+    net = ResNet18().to(device, memory_format=train.memory_format(device, hp.amp)).train()
     return net, losses.adam(net.parameters(), hp.lr), losses.build(name, hp, device)
 
 
 def bench_steps(name, hp, batch, device, steps):
     """Median seconds per training step and per floor step, interleaved on the same batch."""
-    x, y, mask = (t.to(device) for t in batch)
+    x, y, mask = train.to_device(batch, device, train.memory_format(device, hp.amp))
     results = {}
     for kind in ("step", "floor"):
         net, opt, method = fresh(name, hp, device)
@@ -148,6 +157,25 @@ def bench_cached_loader(n_images, size=224, batch_size=16):
     return rates
 
 
+def bench_checkpoint(hp, device, folder):
+    """(MB, seconds) of the files a run directory gets, written with train.save_atomic (fsync) to `folder`:
+    "before": the old checkpoint (weights + Adam state + the best weights again), "checkpoint": today's
+    (weights + Adam state), "best": best.pt (the weights)."""
+    net, opt, method = fresh("baseline", hp, device)
+    x, y, mask = train.to_device(next(datasets.load_synthetic(n_train=16, n_eval=16)["train"].batches(16)), device)
+    train.train_step(net, opt, method, x, y, mask, hp)  # Adam's moments exist from the first step on
+    weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    files = {"before": {"model": net.state_dict(), "opt": opt.state_dict(), "state": {"best_weights": weights}},
+             "checkpoint": {"model": net.state_dict(), "opt": opt.state_dict(), "state": {}},
+             "best": {"model": net.state_dict(), "epoch": 1}}
+    out = {}
+    for name, obj in files.items():
+        path = os.path.join(folder, f"{name}.pt")
+        seconds = statistics.median(timed(lambda: train.save_atomic(obj, path), device) for _ in range(3))
+        out[name] = (os.path.getsize(path) / 2**20, seconds)
+    return out
+
+
 def peak_memory_mb(device):
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -166,6 +194,8 @@ def main(argv=None):
     p.add_argument("--json", default=None, help="also write the numbers to this file")
     p.add_argument("--loader", type=int, default=2000, metavar="N",
                    help="also time the X-ray --cache loader on N 224x224 images (0: skip)")
+    p.add_argument("--checkpoint", default="results", metavar="DIR",
+                   help="time the run directory's checkpoint files on DIR's disk (''; skip)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     splits = datasets.load_synthetic(mask_blur=0.818) if args.size == 28 else None
@@ -200,6 +230,18 @@ def main(argv=None):
               f"{100 * row.get('eval_fraction', float('nan')):7.1f} "
               f"{100 * row.get('valid_fraction', float('nan')):8.1f} "
               f"{row.get('saliency_s', float('nan')):7.2f} {row['peak_mb']:8.0f}", flush=True)
+    files = None
+    if args.checkpoint:
+        os.makedirs(args.checkpoint, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=args.checkpoint) as folder:
+            files = bench_checkpoint(hp, device, folder)
+        epoch = next((r["epoch_s"] for r in rows if r["method"] == "baseline" and "epoch_s" in r), None)
+        share = (lambda s: f" = {100 * s / epoch:.1f}% of a baseline epoch") if epoch else (lambda s: "")
+        (mb0, s0), (mb1, s1), (mb2, s2) = files["before"], files["checkpoint"], files["best"]
+        print(f"checkpoint before: {mb0:.0f} MB in {s0:.2f} s every epoch{share(s0)}\n"
+              f"checkpoint now:    {mb1:.0f} MB in {s1:.2f} s at most every --checkpoint-every seconds "
+              f"(60 by default; 0: every epoch{share(s1)}), plus best.pt {mb2:.0f} MB in {s2:.2f} s "
+              f"when the best epoch changes{share(s2)}")
     loader = None
     if args.loader:
         rates = bench_cached_loader(args.loader, batch_size=args.batch_size)
@@ -209,7 +251,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": str(device), "size": args.size, "batch_size": args.batch_size, "amp": args.amp,
-                       "threads": torch.get_num_threads(), "rows": rows, "loader": loader}, f, indent=1)
+                       "threads": torch.get_num_threads(), "rows": rows, "loader": loader,
+                       "checkpoint": files}, f, indent=1)
     return rows
 
 

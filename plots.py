@@ -11,18 +11,28 @@ present is skipped with a one-line reason ("skip: ...").
 A *run* is its last ``kind=final`` row (several rows for one run_id: the last
 counts); only ``status=ok`` runs enter tables and figures. Its IoU comes from
 the last row of that run_id (``final`` or ``saliency``, optionally of one
-``--saliency`` method) that has one. Table cells are mean ± sample std
-(ddof=1) over seeds, with the count; an AUC cell is bold when its mean beats
-the Classification baseline's in the same column and is above chance (0.5).
-Each setting has three test-AUC columns, one per rule for selecting the epoch
-(all three ignore the epochs before the run's ``burn_in``, as train.py does):
-the lowest validation loss (the paper's rule; the ``final`` row), the highest
-validation AUC (first on ties), both on the reversed validation split, i.e. on
-the test distribution (DomainBed's "oracle" selection), and the lowest loss on
-the in-distribution ``valid_id`` split, the rule available without a shifted
-split. The second and third are re-selected from the run's ``epoch`` rows.
+``--saliency`` method) that has one, with the chance and untrained IoU of that
+same row; cascading-randomisation rows (``randomized`` set) never count as a
+run's IoU. Table cells are mean ± sample std (ddof=1) over seeds, with the
+count. Per dataset, the ratios sit side by side in two tables:
+
+- the paper's Tables 1-2: test AUC, IoU and the untrained network's IoU, and a
+  chance row (AUC 0.5; the runs' mean expected IoU of a random top-k map). An
+  AUC cell is bold when its mean beats Classification's and is above 0.5.
+- the selection rules: test AUC under each rule for selecting the epoch, and
+  each method's paired difference to Classification over seeds. All three
+  rules ignore the epochs before the run's ``burn_in``, as train.py does: the
+  lowest validation loss (the paper's rule; the ``final`` row), the highest
+  validation AUC (first on ties), both on the reversed validation split, i.e.
+  on the test distribution (DomainBed's "oracle" selection), and the lowest
+  loss on the in-distribution ``valid_id`` split, the rule available without a
+  shifted split. The second and third are re-selected from the ``epoch`` rows.
+
+Figures beyond the paper's: test AUC against ratio (with two ratios or more) and
+the IoU under cascading randomisation (where saliency.py --cascade wrote rows).
 """
 import argparse
+import itertools
 import os
 import shlex
 import sys
@@ -41,6 +51,7 @@ from scipy import stats  # noqa: E402
 import datasets  # noqa: E402
 import losses  # noqa: E402
 import results  # noqa: E402
+import saliency  # noqa: E402
 
 # Table rows: the methods in losses.METHODS order; masked with zero fill is its own row.
 VARIANTS = [v for m in losses.METHODS for v in ((m, "masked_zero") if m == "masked" else (m,))]
@@ -54,12 +65,15 @@ STYLE = {"baseline": ("#000000", "-", "o"), "masked": ("#E69F00", "-", "s"), "ma
          "gradmask": ("#0072B2", "-", "P"), "rrr": ("#D55E00", "-", "X")}
 SHIFT_RATIOS = {"xray": (0.9, 0.5), "rsna": (0.9, 0.5)}  # (with shift, without shift): the paper's tables
 NUMERIC = ["seed", "ratio", "trial", "epoch", "epochs", "burn_in", "valid_loss", "valid_auc", "valid_id_loss",
-           "test_auc", "iou", "iop", "iot", "n_scored", "n_empty_masks", "selected_epoch"]
-# The selection rules of the AUC columns beyond the final row's own (lowest valid loss):
-# results column -> (epoch-row column, pick the highest?, table header).
-RULES = {"test_auc_by_valid_auc": ("valid_auc", True, "AUC, max-valid-AUC epoch"),
-         "test_auc_by_valid_id_loss": ("valid_id_loss", False, "AUC, min-valid_id-loss epoch")}
-SALIENCY_COLUMNS = ["saliency", "iou", "iop", "iot", "n_scored", "n_empty_masks"]
+           "test_auc", "iou", "iop", "iot", "n_scored", "n_empty_masks", "iou_chance", "iou_untrained",
+           "selected_epoch"]
+# The selection rules beyond the final row's own (lowest valid loss), re-selected from the epoch rows:
+# results column -> (epoch-row column, pick the highest?, the rule's name).
+RULES = {"test_auc_by_valid_auc": ("valid_auc", True, "highest reversed-valid AUC"),
+         "test_auc_by_valid_id_loss": ("valid_id_loss", False, "lowest valid_id loss (honest)")}
+SELECTION = {"test_auc": "lowest reversed-valid loss (paper's)", **{k: name for k, (_, _, name) in RULES.items()}}
+# A saliency row's IoU travels with the baselines measured beside it, so an ig IoU gets ig's chance and untrained IoU.
+SALIENCY_COLUMNS = ["saliency", "iou", "iop", "iot", "n_scored", "n_empty_masks", "iou_chance", "iou_untrained"]
 N_BOOT = 2000
 plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "legend.fontsize": 7, "pdf.fonttype": 42,
                      "axes.spines.top": False, "axes.spines.right": False})
@@ -101,7 +115,10 @@ def run_dir(row, csv_path):
 
 
 def load(args):
-    """(runs, epochs, trials, n_diverged) from the CSV, filtered; ResultsError when there is nothing."""
+    """(runs, epochs, cascade, trials, n_diverged) from the CSV, filtered; ResultsError when there is nothing.
+
+    `cascade` holds the runs' cascading-randomisation rows (``randomized`` set); they score a damaged
+    model, so they never stand for a run's IoU."""
     if not os.path.isfile(args.results):
         raise results.ResultsError(f"--results {args.results}: no such file; pass the CSV train.py wrote")
     rows = results.read_rows(args.results) if os.path.getsize(args.results) else []
@@ -117,15 +134,14 @@ def load(args):
     finals = df[df["kind"] == "final"].drop_duplicates("run_id", keep="last")
     if finals.empty:
         raise results.ResultsError(f"--results {args.results}: no finished runs (kind=final) match the filters")
-    scored = df[df["kind"].isin(["final", "saliency"]) & df["iou"].notna()]
-    if args.saliency:
-        scored = scored[scored["saliency"] == args.saliency]
+    ordinary = df[df["kind"].isin(["final", "saliency"]) & df["iou"].notna() & (df["randomized"] == "")]
+    scored = ordinary[ordinary["saliency"] == args.saliency] if args.saliency else ordinary
     scored = scored.drop_duplicates("run_id", keep="last")[["run_id"] + SALIENCY_COLUMNS]
     finals = finals.drop(columns=SALIENCY_COLUMNS).merge(scored, on="run_id", how="left")
-    # Every method's IoU in its own column too (iou_grad, iou_ig, iou_occlusion: the last row of each), for --paper.
-    each = df[df["kind"].isin(["final", "saliency"]) & df["iou"].notna() & df["saliency"].isin(list(PAPER_IOU))]
-    each = each.drop_duplicates(["run_id", "saliency"], keep="last").pivot(index="run_id", columns="saliency",
-                                                                          values="iou")
+    # Every method's IoU in its own column too (iou_grad, iou_ig, iou_occlusion: the last row of each), for
+    # --paper and the cascade figure's first step.
+    each = ordinary[ordinary["saliency"].isin(list(PAPER_IOU))].drop_duplicates(["run_id", "saliency"], keep="last")
+    each = each.pivot(index="run_id", columns="saliency", values="iou")
     finals = finals.join(each.reindex(columns=list(PAPER_IOU)).add_prefix("iou_"), on="run_id")
     trials = finals[finals["trial"].notna()]
     runs = {"seeds": finals[finals["trial"].isna()], "trials": trials, "all": finals}[args.kind]
@@ -134,7 +150,9 @@ def load(args):
     epochs = df[(df["kind"] == "epoch") & df["run_id"].isin(runs["run_id"])]
     for name, (column, highest, _) in RULES.items():
         runs[name] = runs["run_id"].map(select_epoch(epochs, column, highest))
-    return runs, epochs, trials, n_diverged
+    cascade = df[(df["kind"] == "saliency") & (df["randomized"] != "") & df["iou"].notna()
+                 & df["run_id"].isin(runs["run_id"])].drop_duplicates(["run_id", "saliency", "randomized"], keep="last")
+    return runs, epochs, cascade, trials, n_diverged
 
 
 def select_epoch(epochs, column, highest):
@@ -186,51 +204,97 @@ def cell(values, bold=False):
     return f"{v.mean():.2f}{spread} (n={len(v)})", bold
 
 
+def present(runs, dataset, ratios):
+    """The table rows: the variants with a run at one of the ratios, in VARIANTS order."""
+    return [v for v in VARIANTS if any(len(at(runs, dataset, r, v)) for r in ratios)]
+
+
 def results_table(runs, dataset, notes):
-    """Table 1/2 for one dataset: (header, rows); each row is [group, method, (text, bold), ...]."""
+    """Tables 1/2 for one dataset, ratios side by side: (header, rows). A header entry past the first two is
+    (setting, measure); a row is [group, method, (text, bold), ...], and the last row is the chance level."""
     ratios = settings(runs, dataset, notes, "table column group")
     if not ratios:
         return None
-    header = ["group", "method"]
-    for r in ratios:
-        name = setting_name(dataset, r)
-        header += [f"{name} AUC", *(f"{name} {title}" for _, _, title in RULES.values()), f"{name} IoU"]
+    header = ["group", "method"] + [(setting_name(dataset, r), m) for r in ratios
+                                    for m in ("AUC", "IoU", "IoU untrained")]
     body, last_group = [], None
-    for v in VARIANTS:
-        if not any(len(at(runs, dataset, r, v)) for r in ratios):
-            continue
+    for v in present(runs, dataset, ratios):
         group = GROUPS.get(v, "Other")
         row = [group if group != last_group else "", LABELS.get(v, v)]
         last_group = group
         for r in ratios:
             sel, base = at(runs, dataset, r, v), at(runs, dataset, r, "baseline")
-            for col in ("test_auc", *RULES):
-                mean, base_mean = sel[col].mean(), base[col].mean()
-                row.append(cell(sel[col], v != "baseline" and mean > base_mean and mean > 0.5))
-            row.append(cell(sel["iou"]))
+            mean = sel["test_auc"].mean()
+            row += [cell(sel["test_auc"], v != "baseline" and mean > base["test_auc"].mean() and mean > 0.5),
+                    cell(sel["iou"]), cell(sel["iou_untrained"])]
         body.append(row)
+    # Chance pools every method's runs: a random top-k map's IoU depends only on the test masks.
+    chance = ["Reference", "Chance"]
+    for r in ratios:
+        chance += [("0.50", False), cell(at(runs, dataset, r)["iou_chance"]), ("–", False)]
+    if runs.loc[runs["dataset"] == dataset, ["iou_chance", "iou_untrained"]].isna().to_numpy().all():
+        notes.append(f"no chance or untrained IoU for {dataset}: its rows predate those columns (blank cells)")
+    return header, body + [chance]
+
+
+def paired_difference(sel, base, column):
+    """(text, bold) for one method against Classification: the mean ± std over seeds of the difference in
+    `column` on the same seed (same data), and the two-sided paired t-test's p. Bold when the method is
+    ahead with p < 0.05. No p when every seed gives the same difference (t is then undefined)."""
+    a, b = sel.groupby("seed")[column].mean(), base.groupby("seed")[column].mean()
+    d = (a - b).dropna()  # the seeds both have
+    if d.empty:
+        return "–", False
+    p = stats.ttest_1samp(d, 0.0).pvalue if len(d) > 1 and np.ptp(d) > 0 else np.nan
+    spread = f" ± {d.std(ddof=1):.2f}" if len(d) > 1 else ""
+    text = f"{d.mean():+.2f}{spread}" + (f", p = {p:.2g}" if np.isfinite(p) else "") + f" (n={len(d)})"
+    return text, bool(d.mean() > 0 and p < 0.05)
+
+
+def rules_table(runs, dataset):
+    """Test AUC under each selection rule, ratios side by side, with each method's paired difference to
+    Classification: (header, rows), one block of rows per rule."""
+    ratios = settings(runs, dataset, [], "rules table")  # results_table has noted the missing ratios
+    if not ratios:
+        return None
+    header = ["rule", "method"] + [(setting_name(dataset, r), m) for r in ratios
+                                   for m in ("AUC", "Δ vs Classification")]
+    body = []
+    for column, rule in SELECTION.items():
+        for i, v in enumerate(present(runs, dataset, ratios)):
+            row = [rule if i == 0 else "", LABELS.get(v, v)]
+            for r in ratios:
+                sel, base = at(runs, dataset, r, v), at(runs, dataset, r, "baseline")
+                row += [cell(sel[column]), paired_difference(sel, base, column) if v != "baseline" else ("–", False)]
+            body.append(row)
     return header, body
+
+
+def title(h):
+    return h if isinstance(h, str) else " ".join(h)
 
 
 def markdown(header, body):
     text = lambda c: c if isinstance(c, str) else (f"**{c[0]}**" if c[1] else c[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(map(title, header)) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(text(c) for c in row) + " |" for row in body])
 
 
+TEX = {"±": r"$\pm$", "–": "--", "Δ": r"$\Delta$", "ρ": r"$\rho$", "_": r"\_", "%": r"\%", ">": "$>$", "<": "$<$"}
+
+
+def tex(s):
+    return "".join(TEX.get(ch, ch) for ch in s)
+
+
 def latex(header, body, caption):
-    def text(c):
-        if isinstance(c, str):
-            return c
-        s = c[0].replace("±", r"$\pm$").replace("–", "--")
-        return rf"\textbf{{{s}}}" if c[1] else s
-    width = 2 + len(RULES)  # columns per setting: AUC, one per extra selection rule, IoU
-    groups = [h.rsplit(" ", 1)[0] for h in header[2::width]]
-    marks = "".join(rf" & AUC$^{{{m}}}$" for m in (r"\dagger", r"\ddagger", "*", "**")[:len(RULES)])
-    lines = [r"\begin{table}[t]", r"\centering\small", rf"\caption{{{caption}}}",
-             r"\begin{tabular}{ll" + "c" * width * len(groups) + "}", r"\toprule",
-             " & & " + " & ".join(rf"\multicolumn{{{width}}}{{c}}{{{g}}}" for g in groups) + r" \\",
-             "Group & Method" + (" & AUC" + marks + " & IoU") * len(groups) + r" \\", r"\midrule"]
+    """A booktabs table: one multicolumn heading per setting over its measures; a rule before each group."""
+    text = lambda c: tex(c) if isinstance(c, str) else (rf"\textbf{{{tex(c[0])}}}" if c[1] else tex(c[0]))
+    settings_row = [(s, len(list(g))) for s, g in itertools.groupby(h[0] for h in header[2:])]
+    lines = [r"\begin{table}[t]", r"\centering\small", rf"\caption{{{tex(caption)}}}",
+             r"\begin{tabular}{ll" + "c" * (len(header) - 2) + "}", r"\toprule",
+             " & & " + " & ".join(rf"\multicolumn{{{n}}}{{c}}{{{tex(s)}}}" for s, n in settings_row) + r" \\",
+             " & ".join(tex(h.capitalize() if isinstance(h, str) else h[1]) for h in header) + r" \\", r"\midrule"]
     for row in body:
         if row[0] and row is not body[0]:
             lines.append(r"\midrule")
@@ -414,7 +478,8 @@ def fig_saliency(runs, dataset, ratio, args, written, notes):
 
 
 def fig_auc_vs_iou(runs, dataset, ratios, corr, out, written, notes):
-    """Figure 8: test AUC against test IoU, one point per run, with the correlation in each title."""
+    """Figure 8: test AUC against test IoU, one point per run, with the correlation in each title and the
+    chance IoU (mean over the runs; shaded from their lowest to their highest) where the rows have it."""
     ratios = [r for r in ratios if at(runs, dataset, r)["iou"].notna().any()]
     if not ratios:
         notes.append(f"skip: auc_vs_iou_{dataset} (Figure 8): no {dataset} run has an IoU")
@@ -427,12 +492,81 @@ def fig_auc_vs_iou(runs, dataset, ratios, corr, out, written, notes):
                 colour, _, marker = STYLE.get(v, ("grey", "-", "o"))
                 ax.scatter(sel["iou"], sel["test_auc"], color=colour, marker=marker, s=18, alpha=0.85,
                            label=LABELS.get(v, v))
+        chance = at(runs, dataset, ratio)["iou_chance"].dropna()
+        if len(chance):  # IoU is on x, so the chance level is a vertical line, its band the runs' spread
+            ax.axvline(chance.mean(), color="grey", lw=0.8, ls=":", label="chance IoU (random top-k map)")
+            ax.axvspan(chance.min(), chance.max(), color="grey", alpha=0.12, lw=0)
         c = corr.get((dataset, ratio))
-        stat = (f"\nr = {c['r']:.2f} (p = {c['p']:.2g}), 95% CI [{c['lo']:.2f}, {c['hi']:.2f}]"
-                f"\nρ = {c['rho']:.2f} (p = {c['p_rho']:.2g}), n = {c['n']}") if c else "\n(too few runs)"
+        # Three lines, so three panels' titles (one per ratio) fit side by side.
+        stat = (f"\nr = {c['r']:.2f} (p = {c['p']:.2g}), n = {c['n']}\n95% CI of r [{c['lo']:.2f}, {c['hi']:.2f}]"
+                f"\nρ = {c['rho']:.2f} (p = {c['p_rho']:.2g})") if c else "\n(too few runs)"
         ax.set(title=f"{dataset}, {setting_name(dataset, ratio)}{stat}", xlabel="test IoU", ylabel="test AUC")
     legend_below(fig, axes)
     save(fig, out, f"auc_vs_iou_{dataset}", written)
+
+
+def fig_auc_vs_ratio(runs, dataset, ratios, out, written):
+    """Test AUC against the training ratio, mean ± std over seeds, one line per method; a panel per selection
+    rule (the no-shift control: does a method's advantage need the spurious correlation?)."""
+    fig, axes = panels(len(SELECTION), height=2.4)
+    variants = present(runs, dataset, ratios)
+    dodge = 0.012 * np.ptp(ratios)  # methods side by side at each ratio, so their error bars stay apart
+    for ax, (column, rule) in zip(axes, SELECTION.items()):
+        for i, v in enumerate(variants):
+            values = [at(runs, dataset, r, v)[column].dropna() for r in ratios]
+            mean = [x.mean() for x in values]
+            std = [x.std(ddof=1) if len(x) > 1 else 0.0 for x in values]
+            colour, ls, marker = STYLE.get(v, ("grey", "-", "o"))
+            ax.errorbar(np.array(ratios) + (i - (len(variants) - 1) / 2) * dodge, mean, yerr=std, color=colour,
+                        ls=ls, marker=marker, ms=3.5, lw=1, capsize=2, label=LABELS.get(v, v))
+        ax.axhline(0.5, color="grey", lw=0.6, ls=":")
+        ax.set(title=f"{dataset}, epoch by\n{rule}", xlabel="ratio", xticks=ratios, ylim=(-0.04, 1.04))
+    axes[0].set_ylabel("test AUC (mean ± std over seeds)")
+    legend_below(fig, axes)
+    save(fig, out, f"auc_vs_ratio_{dataset}", written)
+
+
+def fig_cascade(runs, cascade, dataset, ratio, out, written, notes):
+    """Cascading randomisation (Adebayo et al. 2018): IoU as the layers are re-initialised from the top,
+    mean ± std over the runs that have the cascade, one panel per saliency method, one line per training
+    method; the first step is the trained model, the run's own IoU for that saliency method."""
+    name = f"cascade_{dataset}_{fmt_ratio(ratio)}"
+    rows = cascade[cascade["run_id"].isin(at(runs, dataset, ratio)["run_id"])
+                   & cascade["saliency"].isin(list(PAPER_IOU))]
+    if rows.empty:
+        notes.append(f"skip: {name}: no cascading-randomisation rows (saliency.py) for {dataset} "
+                     f"ratio {fmt_ratio(ratio)}")
+        return
+    methods = [m for m in PAPER_IOU if m in set(rows["saliency"])]
+    by_run = runs.set_index("run_id")
+    fig, axes = panels(len(methods), height=2.4)
+    for ax, method in zip(axes, methods):
+        mine = rows[rows["saliency"] == method]
+        known = set(mine["randomized"])
+        steps = ["trained"] + [c for c in saliency.CASCADE if c in known] + sorted(known - set(saliency.CASCADE))
+        iou = mine.pivot(index="run_id", columns="randomized", values="iou")  # (runs, steps)
+        iou["trained"] = by_run[f"iou_{method}"].reindex(iou.index)
+        iou = iou.reindex(columns=steps)
+        variant = by_run["variant"].reindex(iou.index)
+        for v in VARIANTS:
+            curve = iou[variant == v]
+            if curve.empty:
+                continue
+            colour, ls, marker = STYLE.get(v, ("grey", "-", "o"))
+            mean, std = curve.mean(), curve.std(ddof=1).fillna(0)
+            ax.plot(range(len(steps)), mean, color=colour, ls=ls, marker=marker, ms=3, lw=1.2,
+                    label=LABELS.get(v, v))
+            ax.fill_between(range(len(steps)), mean - std, mean + std, color=colour, alpha=0.07, lw=0)
+        # Chance depends only on the masks, so the runs' own rows stand in where the cascade rows lack it.
+        chance = mine["iou_chance"].dropna()
+        chance = chance if len(chance) else by_run["iou_chance"].reindex(iou.index).dropna()
+        if len(chance):
+            ax.axhline(chance.mean(), color="grey", lw=0.8, ls=":", label="chance IoU")
+        ax.set_xticks(range(len(steps)), steps, rotation=45)
+        ax.set(title=f"{dataset}, {setting_name(dataset, ratio)}: {method}", ylabel="test IoU",
+               xlabel="re-initialised from the top down to")
+    legend_below(fig, axes)
+    save(fig, out, name, written)
 
 
 def fig_sweep(trials, out, written, notes):
@@ -534,30 +668,48 @@ def fig_synthetic_data(out, written):
 
 # ------------------------------------------------------------------ main
 
+RESULTS_CAPTION = (
+    "{dataset}: test AUC at the epoch of lowest loss on the reversed (shifted) valid split (the paper's rule; "
+    "the other two rules are in the next table); IoU of the {saliency} saliency map's top-k pixels (k = the "
+    "mask's size) with the expert mask on the positive test images; and that IoU through the same architecture "
+    "freshly initialised (untrained). Mean ± std over seeds (n runs); epochs before the burn-in are never "
+    "selected. Bold: beats Classification and > 0.5. Chance: AUC 0.5; IoU the mean over the setting's runs of "
+    "all methods of each run's expected IoU of a uniformly random top-k map, which depends only on the masks' "
+    "and images' sizes, so it is one level for every method, varying between runs only with their test images.")
+RULES_CAPTION = (
+    "{dataset}: test AUC at the epoch each rule selects: lowest loss or highest AUC on the reversed valid split "
+    "(the test distribution: oracle selection), or lowest loss on the in-distribution valid_id split (honest: "
+    "no shifted data). Δ: mean ± std over seeds of the method's test AUC minus Classification's on the same "
+    "seed (same data), with the two-sided paired t-test's p over those seeds (uncorrected for the many "
+    "comparisons; no p when every seed gives the same difference). Bold: ahead of Classification, p < 0.05.")
+
+
 def main(args):
-    runs, epochs, trials, n_diverged = load(args)
+    runs, epochs, cascade, trials, n_diverged = load(args)
     os.makedirs(args.out, exist_ok=True)
-    notes, written, md, tex = [], [], [], []
+    notes, written, md, tex_tables = [], [], [], []
     notes.append(f"excluded {n_diverged} diverged run(s); {len(runs)} run(s) with status=ok")
     corr = correlations(runs, notes)
     for dataset in sorted(set(runs["dataset"]) | set(trials["dataset"])):
-        table = results_table(runs, dataset, notes) if (runs["dataset"] == dataset).any() else None
-        if table:
-            caption = (f"{dataset}: test AUC at the epoch of lowest valid loss, at the epoch of highest valid "
-                       f"AUC (both on the reversed, shifted valid split), at the epoch of lowest in-distribution "
-                       f"valid_id loss, and IoU; mean ± std over seeds (n runs); epochs before the burn-in "
-                       f"are never selected. Bold: beats Classification and > 0.5.")
-            md += [f"## {dataset}", "", caption, "", markdown(*table), ""]
-            tex.append(latex(*table, caption.replace("±", r"$\pm$").replace("> 0.5", "$>$ 0.5")
-                                          .replace("valid_id", r"valid\_id")
-                                          .replace("highest valid AUC", r"highest valid AUC ($\dagger$)")
-                                          .replace("valid\_id loss", r"valid\_id loss ($\ddagger$)")))
+        has_runs = (runs["dataset"] == dataset).any()
+        for heading, table, caption in (
+                (dataset, has_runs and results_table(runs, dataset, notes), RESULTS_CAPTION),
+                (f"{dataset}: the three selection rules", has_runs and rules_table(runs, dataset), RULES_CAPTION)):
+            if table:
+                caption = caption.format(dataset=dataset, saliency=args.saliency or "last scored")
+                md += [f"## {heading}", "", caption, "", markdown(*table), ""]
+                tex_tables.append(latex(*table, caption))
         ratios = settings(runs, dataset, [], "figure")
         if ratios:
             fig_valid_auc(runs, epochs, dataset, ratios, args.out, written, notes)
             fig_auc_vs_iou(runs, dataset, ratios, corr, args.out, written, notes)
+            if len(ratios) > 1:
+                fig_auc_vs_ratio(runs, dataset, ratios, args.out, written)
+            else:
+                notes.append(f"skip: auc_vs_ratio_{dataset}: one ratio ({fmt_ratio(ratios[0])})")
             for ratio in ratios:
                 fig_saliency(runs, dataset, ratio, args, written, notes)
+                fig_cascade(runs, cascade, dataset, ratio, args.out, written, notes)
         if dataset == "synthetic":
             fig_synthetic_data(args.out, written)
         elif dataset in SHIFT_RATIOS:
@@ -576,7 +728,7 @@ def main(args):
     written.append(os.path.join(args.out, "tables.md"))
     if args.latex:
         with open(os.path.join(args.out, "tables.tex"), "w") as f:
-            f.write("% needs \\usepackage{booktabs}\n" + "\n\n".join(tex) + "\n")
+            f.write("% needs \\usepackage{booktabs}\n" + "\n\n".join(tex_tables) + "\n")
         written.append(os.path.join(args.out, "tables.tex"))
     print(text)
     print("wrote:\n" + "\n".join(f"  {p}" for p in written))

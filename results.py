@@ -7,12 +7,21 @@ file never mixes two schemas. ``kind`` says what a row is: ``epoch`` (one per
 training epoch), ``final`` (one per finished run: the selected epoch's
 metrics), ``saliency`` (a saved run scored again by saliency.py), ``failed``
 (a sweep trial that crashed without a final row, recorded by sweep.py).
+
+It also says how a run's row describes the run (``config_columns``,
+``environment``, ``git_commit``), so train.py and saliency.py both describe
+runs the same way without importing each other.
+
+    python results.py --upgrade FILE   # rewrite a file from an earlier version under today's columns
 """
+import argparse
 import csv
 import fcntl
 import io
 import os
+import subprocess
 import sys
+import tempfile
 
 COLUMNS = [
     "time", "run_id", "kind", "status", "sweep_id", "trial",
@@ -27,6 +36,10 @@ COLUMNS = [
     "selected_epoch", "seconds",
     # saliency on the positive test images (kind=final and kind=saliency)
     "saliency", "iou", "iop", "iot", "n_scored", "n_empty_masks", "saliency_seconds",
+    # what the IoU is worth: a random top-k map's expected IoU, and the same saliency through an
+    # untrained network; "randomized": on cascading-randomisation rows, the deepest layer re-initialised
+    # (every layer above it is re-initialised too)
+    "iou_chance", "iou_untrained", "randomized",
     # where it ran (software, hardware, cuDNN's determinism) and where its files are
     "device", "gpu", "torch_version", "cuda_version", "deterministic", "git_commit", "run_dir",
 ]
@@ -40,18 +53,38 @@ def _header_line():
     return ",".join(COLUMNS) + "\n"
 
 
-def check_file(path):
-    """Refuse a results file that exists but is not ours (other header, not text)."""
+def _header(path):
+    """The file's header as a list of names ([] for a missing or empty file)."""
     if not os.path.exists(path) or os.path.getsize(path) == 0:
-        return
+        return []
     try:
         with open(path, newline="") as f:
             first = f.readline()
     except (OSError, UnicodeDecodeError) as e:
         raise ResultsError(f"--results {path}: cannot read it as a CSV ({e}); pass another --results file")
-    if first != _header_line():
-        raise ResultsError(f"--results {path}: its header differs from this version's columns; "
-                           f"pass a new --results file")
+    return first.rstrip("\r\n").split(",")
+
+
+def _is_earlier_version(header):
+    """An earlier version's header: today's columns with some left out, in today's order."""
+    return set(header) < set(COLUMNS) and header == [c for c in COLUMNS if c in header]
+
+
+def check_file(path, for_reading=False):
+    """Refuse a results file that exists but is not ours (other header, not text).
+
+    A file from an earlier version of COLUMNS can still be read (its missing
+    columns read as blank) but not appended to: that would mix two schemas.
+    """
+    header = _header(path)
+    if not header or header == COLUMNS or (for_reading and _is_earlier_version(header)):
+        return
+    if _is_earlier_version(header):
+        raise ResultsError(f"--results {path}: written by an earlier version ({len(COLUMNS) - len(header)} "
+                           f"columns fewer); upgrade it once with: python results.py --upgrade {path} "
+                           f"(while nothing writes to it)")
+    raise ResultsError(f"--results {path}: its header differs from this version's columns; "
+                       f"pass a new --results file")
 
 
 def format_row(row):
@@ -83,12 +116,26 @@ def _move_torn_tail(f, path):
           f"moved it to {path}.torn", file=sys.stderr)
 
 
+def lock(f, path, how=fcntl.LOCK_EX):
+    """flock the open results file; a filesystem without locks is one clear error, not a traceback.
+
+    Some network filesystems (NFS without a lock daemon, some Lustre mounts)
+    refuse flock; appending there unlocked could interleave two runs' rows.
+    """
+    try:
+        fcntl.flock(f, how)
+    except OSError as e:
+        raise ResultsError(f"--results {path}: its filesystem does not support file locks ({e.strerror}); "
+                           f"keep the results file on a local disk, or pass --results on a filesystem "
+                           f"with locks") from e
+
+
 def append_row(path, row):
     """Append one row under an exclusive lock; write the header first if the file is new."""
     line = format_row(row).encode()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        lock(f, path)
         try:
             _move_torn_tail(f, path)
             if f.seek(0, os.SEEK_END) == 0:
@@ -104,14 +151,107 @@ def append_row(path, row):
 
 def read_rows(path, **where):
     """All rows (as dicts of strings) whose columns equal the given values, e.g. kind="final"."""
-    check_file(path)
+    check_file(path, for_reading=True)
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        fcntl.flock(f, fcntl.LOCK_SH)
+        lock(f, path, fcntl.LOCK_SH)
         text = f.read()
     if text and not text.endswith("\n"):  # a writer was killed mid-row; the next append moves it aside
         print(f"warning: ignoring the partial last row of {path}", file=sys.stderr)
         text = text[: text.rfind("\n") + 1]
-    rows = list(csv.DictReader(io.StringIO(text)))
+    rows = [dict(dict.fromkeys(COLUMNS, ""), **r) for r in csv.DictReader(io.StringIO(text))]
     return [r for r in rows if all(r.get(k) == str(v) for k, v in where.items())]
+
+
+def upgrade(path):
+    """Rewrite an earlier version's file under today's COLUMNS (new columns blank); returns the row count.
+
+    The rewrite goes to a temporary file that replaces the original in one
+    rename, so a kill leaves either file whole. Appenders hold a lock on the
+    old file, not on its name, hence: only while nothing writes to it.
+    """
+    if not os.path.isfile(path):
+        raise ResultsError(f"--upgrade {path}: no such file; pass a results CSV")
+    header = _header(path)
+    if header == COLUMNS:
+        return None
+    if not _is_earlier_version(header):
+        raise ResultsError(f"--upgrade {path}: its header is not an earlier version of this one's; "
+                           f"nothing to upgrade")
+    rows = read_rows(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".csv.tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(_header_line() + "".join(format_row(r) for r in rows))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return len(rows)
+
+
+# ------------------------------------------------------------------ how a row describes its run
+
+CONFIG = ("dataset", "method", "seed", "data_seed", "ratio", "n_train", "n_eval", "image_size", "patient_split",
+          "lr", "lam", "disc_lr", "disc_ratio", "mask_blur", "mask_fill", "empty_mask",
+          "batch_size", "epochs", "patience", "burn_in")
+
+
+def config_columns(args):
+    """The results columns that describe what was trained (X-ray-only settings blank on synthetic)."""
+    row = {k: getattr(args, k, None) for k in CONFIG}
+    if args.dataset == "synthetic":
+        row.update(image_size=None, patient_split=None)
+    return row
+
+
+def git_commit():
+    """The code's commit, with "+dirty" when the code (*.py, requirements.txt) had uncommitted changes.
+
+    Only code counts: a committed results CSV that runs append to must not mark every later run dirty.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=here, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "*.py",
+                                "requirements.txt"], capture_output=True, text=True, cwd=here, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head + ("+dirty" if dirty else "")) if head else "unknown"
+
+
+def environment(device, deterministic=None):
+    """The results columns that say where a run ran: GPU name (or "cpu"), torch and CUDA versions, commit.
+
+    `deterministic`: whether the run asked for deterministic kernels (default: cuDNN's current setting).
+    """
+    import torch  # here: reading and appending rows (plots.py, sweep.py) does not need torch
+
+    device = torch.device(device)
+    return {"device": str(device), "torch_version": torch.__version__, "cuda_version": torch.version.cuda,
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "deterministic": torch.backends.cudnn.deterministic if deterministic is None else deterministic,
+            "git_commit": git_commit()}
+
+
+def cli(argv=None):
+    p = argparse.ArgumentParser(description="The shared results CSV.")
+    p.add_argument("--upgrade", metavar="FILE", required=True,
+                   help="rewrite FILE, written by an earlier version, under this version's columns")
+    args = p.parse_args(argv)
+    try:
+        n = upgrade(args.upgrade)
+    except (ResultsError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.upgrade}: " + ("already has this version's columns" if n is None else
+                                 f"{n} rows rewritten under {len(COLUMNS)} columns"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

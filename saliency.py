@@ -1,6 +1,6 @@
-"""Saliency maps and how well they agree with the expert masks (the paper's Section 4).
+"""Saliency maps and how well they agree with the expert masks (the paper's Section 4), with baselines.
 
-    python saliency.py --run results/runs/<run_id> [--saliency grad|ig|occlusion|all] [--ig-steps 200]
+    python saliency.py --run results/runs/<run_id> [--saliency grad|ig|occlusion|all] [--ig-steps 200] [--cascade]
 
 Every finished run is scored the same way, on the positive (class 1) test
 images that have a mask, with one of the authors' three saliency methods:
@@ -17,13 +17,32 @@ in chunks for integrated gradients, patches x images in chunks of forward
 passes for occlusion, a depthwise convolution for the blur and one stable
 sort for top-k. IG and occlusion return signed attributions; like the
 gradient, they are scored by their absolute value (a large change of the
-logit either way is what "the model looks here" means). ``score`` is what train.py calls with the selected
-epoch's weights; ``cli`` re-scores a saved run and appends a ``saliency`` row
-to the results CSV. ``mean_map`` makes the averaged maps of the paper's
-Figures 5-7, saved with a few example maps in ``<run>/saliency.npz`` (the
-run's own method; another method in ``<run>/saliency-<method>/saliency.npz``).
+logit either way is what "the model looks here" means).
+
+What an IoU is worth (issue 14; Adebayo et al., "Sanity checks for saliency
+maps", NeurIPS 2018), recorded beside every IoU:
+
+    iou_chance     E[IoU] of a random top-k map: A a uniform k-subset of the N pixels, so
+                   I = |A n B| is hypergeometric and E[IoU] = sum_i P(I = i) i / (2k - i); exact
+    iou_untrained  the same saliency and scoring through the same architecture freshly
+                   initialised with the run's seed: the very network the run started from
+    randomized     cascading randomisation: the trained model with its layers re-initialised
+                   from the top (fc, layer4, layer3, layer2, layer1, conv1 with bn1),
+                   cumulatively, scored after each step; the column names the deepest layer
+                   re-initialised at that step (every layer above it is re-initialised too)
+
+``score`` is what train.py calls with the selected epoch's weights (IoU,
+IoP, IoT, chance and untrained IoU); ``score_cascade`` yields the cascade's
+rows; ``cli`` re-scores a saved run and appends ``saliency`` rows to the
+results CSV (``--cascade``: one more per step). ``mean_map`` makes the
+averaged maps of the paper's Figures 5-7, saved with a few example maps in
+``<run>/saliency.npz`` (the run's own method; another method in
+``<run>/saliency-<method>/saliency.npz``).
 """
 import argparse
+import contextlib
+import copy
+import functools
 import os
 import sys
 import tempfile
@@ -42,6 +61,12 @@ N_EXAMPLES = 16    # example maps saved per run for the figures
 IG_PIXELS = 2**18  # pixels per IG / occlusion chunk: 334 images at 28x28, 5 at 224x224
 IG_STEPS = 200     # the authors' integrated-gradients steps
 OCCLUSION_WINDOW = 15  # the authors' patch side (= stride) at 224x224; scaled with the image elsewhere
+# Cascading randomisation, top down. Each name is the deepest layer re-initialised at that step
+# (the `randomized` column); every layer above it stays re-initialised. The stem step "conv1"
+# takes its batch norm bn1 with it: a trained bn1 would keep normalising by the statistics of
+# features that the random conv1 no longer computes.
+CASCADE = ("fc", "layer4", "layer3", "layer2", "layer1", "conv1")
+CASCADE_MODULES = {"conv1": ("conv1", "bn1")}  # a step not listed re-initialises the module of its name
 
 
 # ------------------------------------------------------------------ saliency
@@ -219,28 +244,119 @@ def mean_map(s):
     return _top_half(s).mean(0)
 
 
+# ------------------------------------------------------------------ baselines: what an IoU is worth
+
+def _log_binomial(n, k):
+    """log C(n, k) for float64 tensors (lgamma; -inf or nan where k < 0 or k > n, masked by callers)."""
+    return torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
+
+
+def chance_iou(mask):
+    """Per image, the expected IoU of a random top-k map against the mask, k = |B|.  (n,)
+
+    A random top-k map is a uniform k-subset A of the N pixels. Its overlap
+    I = |A n B| with the mask is hypergeometric (N pixels, |B| = k marked, k
+    drawn), and |A u B| = 2k - I, so E[IoU] = sum_i P(I = i) i / (2k - i),
+    summed exactly from log-binomials in float64, all images at once (rows
+    are padded to the largest mask; overlaps a mask cannot have get P = 0).
+    As in `localisation`, images with an empty mask are left out.
+    """
+    b = mask.flatten(1) > 0                                                   # (B, N)
+    k = b.sum(1)[b.any(1)].double()[:, None]                                  # (n, 1)
+    n = torch.full_like(k, b.shape[1])                                        # (n, 1): float64, as lgamma needs
+    i = torch.arange(int(k.max()) + 1 if len(k) else 1, dtype=torch.float64, device=mask.device)  # (K + 1,)
+    log_p = _log_binomial(k, i) + _log_binomial(n - k, k - i) - _log_binomial(n, k)  # (n, K + 1)
+    possible = (i <= k) & (k - i <= n - k)  # at most k overlaps, and the k - i misses must fit outside
+    return torch.where(possible, log_p.exp() * i / (2 * k - i), 0.0).sum(1)
+
+
+@contextlib.contextmanager
+def _seeded(seed):
+    """A block run on the CPU generator seeded with `seed`; the caller's generator state is restored after.
+
+    Only the CPU generator is seeded (torch.manual_seed would also reseed the
+    CUDA generators, which fork_rng(devices=[]) does not restore): the new
+    weights are drawn on the CPU, the same whatever device scores them.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
+
+
+def untrained_model(seed, architecture=ResNet18):
+    """`architecture()` freshly initialised under `seed`, on the CPU; the caller's RNG state is unchanged.
+
+    train.py seeds torch with the run's seed just before it builds its
+    ResNet18, so with the run's seed this is the very network the run
+    started from: its IoU is what the same images score before any training.
+    """
+    with _seeded(seed):
+        return architecture()
+
+
+def _reinitialise(module):
+    """Every submodule's own reset_parameters(): fresh weights; batch norm also forgets its running statistics."""
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+
+
+def cascade(model, seed):
+    """Cascading randomisation (Adebayo et al. 2018): yield (step, network) for each step of CASCADE.
+
+    At step j the network is a copy of `model` with the layers of steps
+    1..j re-initialised (each module's reset_parameters, drawn once under
+    `seed` on the CPU, so a layer keeps the same random weights at every
+    later step) and every other layer as trained. `model` itself is not
+    modified. The same copy is re-initialised further at the next step:
+    score it before asking for the next one.
+    """
+    modules = lambda step: CASCADE_MODULES.get(step, (step,))
+    randomised = copy.deepcopy(model).cpu()
+    with _seeded(seed):
+        for step in CASCADE:
+            for name in modules(step):
+                _reinitialise(randomised.get_submodule(name))
+    net = copy.deepcopy(model)
+    for step in CASCADE:
+        for name in modules(step):
+            net.get_submodule(name).load_state_dict(randomised.get_submodule(name).state_dict())
+        yield step, net
+
+
 # ------------------------------------------------------------------ scoring a run
 
-def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=None, ig_steps=IG_STEPS):
-    """Localisation of `saliency` on the positive images of `split` that have a mask.
+class _Figures:
+    """What plots.py draws from a run: mean maps over every scored image and the first N_EXAMPLES maps."""
 
-    saliency -> abs -> smooth(sigma=1) -> binarize_top_k -> localisation, batch
-    by batch; `model` must already be on `device` (its train/eval mode is
-    left as it was). The abs makes the signed methods (ig, occlusion) rank
-    pixels by how much they move the logit, in either direction; `ig_steps`
-    is used by ig only. Returns the results columns saliency, iou, iop, iot (means over
-    the scored images; None if there are none), n_scored, n_empty_masks
-    (positives left out for an empty mask) and saliency_seconds. With
-    `out_dir`, also writes <out_dir>/saliency.npz for the figures (see
-    `_write_npz`).
+    def __init__(self):
+        self.sums = {"mean_map": 0.0, "mean_input": 0.0, "mean_mask": 0.0}
+        self.examples = {"maps": [], "inputs": [], "masks": []}
+
+    def add(self, s, x, mask):
+        self.sums["mean_map"] += _top_half(s).sum(0).cpu()
+        self.sums["mean_input"] += x.sum((0, 1)).cpu()
+        self.sums["mean_mask"] += mask.sum((0, 1)).cpu()
+        for k, v in zip(self.examples, (s, x, mask)):
+            self.examples[k].append(v[:N_EXAMPLES].sum(1).detach().cpu())  # (<=16, H, W)
+
+    def arrays(self, n):
+        """The npz's arrays after n scored images (see `_write_npz`)."""
+        out = {k: (v / n).float().numpy() for k, v in self.sums.items()}
+        out.update({k: torch.cat(v)[:N_EXAMPLES].float().numpy() for k, v in self.examples.items()})
+        return out
+
+
+def _localise(models, split, explain, batch_size, device, figures=None):
+    """Each model's per-image IoU, IoP and IoT on the positive images of `split` that have a mask, in one pass.
+
+    saliency -> abs -> smooth(sigma=1) -> binarize_top_k -> localisation,
+    batch by batch, every model on the same batch. Returns ({name: {"iou",
+    "iop", "iot"} -> (n,)}, chance IoU (n,), positives left out for an
+    empty mask). `figures` (a _Figures) collects the first model's maps.
     """
-    explain = SALIENCY[saliency]
-    options = {"steps": ig_steps} if saliency == "ig" else {}
-    start = time.perf_counter()
-    per_image = {"iou": [], "iop": [], "iot": []}
-    n_empty = 0
-    sums = {"mean_map": 0.0, "mean_input": 0.0, "mean_mask": 0.0}
-    examples = {"maps": [], "inputs": [], "masks": []}
+    per_image = {name: {"iou": [], "iop": [], "iot": []} for name in models}
+    chance, n_empty = [], 0
     for x, y, mask in split.batches(batch_size):
         positive = y == TARGET
         annotated = mask.flatten(1).amax(1) > 0                  # (B,)
@@ -249,26 +365,74 @@ def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=No
         if not keep.any():
             continue
         x, mask = x[keep].to(device), mask[keep].to(device)      # (b, 1, H, W)
-        s = explain(model, x, **options).abs()                   # (b, 1, H, W)
-        scores, _ = localisation(binarize_top_k(smooth(s), mask), mask)
-        for k, v in scores.items():
-            per_image[k].append(v.cpu())
-        if out_dir is not None:
-            sums["mean_map"] += _top_half(s).sum(0).cpu()
-            sums["mean_input"] += x.sum((0, 1)).cpu()
-            sums["mean_mask"] += mask.sum((0, 1)).cpu()
-            for k, v in zip(examples, (s, x, mask)):
-                examples[k].append(v[:N_EXAMPLES].sum(1).detach().cpu())  # (<=16, H, W)
-    per_image = {k: torch.cat(v) if v else torch.zeros(0) for k, v in per_image.items()}
-    n = len(per_image["iou"])
-    out = dict(saliency=saliency, **{k: v.mean().item() if n else None for k, v in per_image.items()},
+        chance.append(chance_iou(mask).cpu())
+        for i, (name, net) in enumerate(models.items()):
+            s = explain(net, x).abs()                            # (b, 1, H, W)
+            scores, _ = localisation(binarize_top_k(smooth(s), mask), mask)
+            for k, v in scores.items():
+                per_image[name][k].append(v.cpu())
+            if figures is not None and i == 0:
+                figures.add(s, x, mask)
+    cat = lambda v: torch.cat(v) if v else torch.zeros(0, dtype=torch.float64)
+    return {name: {k: cat(v) for k, v in d.items()} for name, d in per_image.items()}, cat(chance), n_empty
+
+
+def _mean(v):
+    """The mean over the scored images, None if there are none (a blank results cell)."""
+    return v.mean().item() if len(v) else None
+
+
+def _explainer(saliency, ig_steps):
+    return functools.partial(SALIENCY[saliency], steps=ig_steps) if saliency == "ig" else SALIENCY[saliency]
+
+
+def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=None, ig_steps=IG_STEPS, *,
+          untrained_seed=0, architecture=ResNet18):
+    """Localisation of `saliency` on the positive images of `split` that have a mask, with its baselines.
+
+    `model` must already be on `device` (its train/eval mode is left as it
+    was). The abs makes the signed methods (ig, occlusion) rank pixels by how
+    much they move the logit, in either direction; `ig_steps` is used by ig
+    only. Returns the results columns saliency, iou, iop, iot (means over the
+    scored images; None if there are none), iou_chance (`chance_iou`'s mean),
+    iou_untrained (the same saliency through `untrained_model(untrained_seed,
+    architecture)`, by default the ResNet18 train.py trains: pass the run's
+    seed, and it is the network the run started from), n_scored, n_empty_masks (positives
+    left out for an empty mask) and saliency_seconds (all of it, the
+    untrained network's pass included). With `out_dir`, also writes
+    <out_dir>/saliency.npz of the trained model's maps (see `_write_npz`).
+    """
+    start = time.perf_counter()
+    untrained = untrained_model(untrained_seed, architecture).to(device)
+    figures = _Figures() if out_dir is not None else None
+    per_image, chance, n_empty = _localise({"trained": model, "untrained": untrained}, split,
+                                           _explainer(saliency, ig_steps), batch_size, device, figures)
+    n = len(chance)
+    out = dict(saliency=saliency, **{k: _mean(v) for k, v in per_image["trained"].items()},
+               iou_chance=_mean(chance), iou_untrained=_mean(per_image["untrained"]["iou"]),
                n_scored=n, n_empty_masks=n_empty)
-    if out_dir is not None and n:
-        arrays = {k: (v / n).float().numpy() for k, v in sums.items()}
-        arrays.update({k: torch.cat(v)[:N_EXAMPLES].float().numpy() for k, v in examples.items()})
-        _write_npz(os.path.join(out_dir, "saliency.npz"), saliency=np.array(saliency), **arrays)
+    if figures is not None and n:
+        _write_npz(os.path.join(out_dir, "saliency.npz"), saliency=np.array(saliency), **figures.arrays(n))
     out["saliency_seconds"] = round(time.perf_counter() - start, 3)
     return out
+
+
+def score_cascade(model, split, saliency="grad", device="cpu", batch_size=64, ig_steps=IG_STEPS, *, seed=0):
+    """Yield one results dict per CASCADE step: `score`'s columns for the model randomised down to that step.
+
+    Keys: saliency, randomized (the step: the deepest layer re-initialised),
+    iou, iop, iot, iou_chance (the same as `score`'s: it depends on the
+    masks only), n_scored, n_empty_masks and saliency_seconds (that step's).
+    Each step is scored as soon as it is made, so a caller can record it
+    before the next. `seed` draws the new weights: pass the run's seed.
+    """
+    explain = _explainer(saliency, ig_steps)
+    for step, net in cascade(model, seed):
+        start = time.perf_counter()
+        per_image, chance, n_empty = _localise({step: net}, split, explain, batch_size, device)
+        yield dict(saliency=saliency, randomized=step, **{k: _mean(v) for k, v in per_image[step].items()},
+                   iou_chance=_mean(chance), n_scored=len(chance), n_empty_masks=n_empty,
+                   saliency_seconds=round(time.perf_counter() - start, 3))
 
 
 def _write_npz(path, **arrays):
@@ -302,6 +466,9 @@ def parse_args(argv=None):
                         "(one results row each)")
     p.add_argument("--ig-steps", type=int, default=IG_STEPS,
                    help="integrated gradients: interpolation steps from the zero baseline (the authors' 200)")
+    p.add_argument("--cascade", action="store_true",
+                   help="also score the cascading randomisation (Adebayo et al. 2018), one more row per "
+                        "re-initialised layer, after the normal rows")
     p.add_argument("--results", default=None, help="results CSV to append to (default: the run's own)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     return p.parse_args(argv)
@@ -333,24 +500,27 @@ def resolve_device(device):
 
 
 def main(args):
-    """Score the test split of a saved run and append one kind=saliency row per method; returns the rows.
+    """Score the test split of a saved run and append kind=saliency rows; returns the rows.
 
-    With --saliency all the methods run in SALIENCY order and each row is
-    appended as soon as its method is done, so an interrupted run keeps the
-    rows already scored.
+    One row per method (with --saliency all, in SALIENCY order), its
+    baselines beside the IoU; with --cascade, then one row per method and
+    CASCADE step (`randomized` set). Each row is appended as soon as it is
+    scored, so an interrupted run keeps the rows already scored.
     """
-    import train  # here, not at the top: train.py imports this module
-
     if args.ig_steps < 1:
         raise UsageError(f"--ig-steps {args.ig_steps}: must be at least 1; the authors used 200")
     run = args.run.rstrip(os.sep) or args.run
     ckpt = load_run(run)
     config = argparse.Namespace(**ckpt["config"])
     try:
-        columns = train.config_columns(config)
+        columns = results.config_columns(config)
     except AttributeError as e:
         raise UsageError(f"--run {run}: best.pt's config lacks {e.name}; re-train the run with this "
                          f"version of train.py") from e
+    seed = columns["seed"]  # the untrained network and the cascade's new weights are drawn from it
+    if not isinstance(seed, int):
+        raise UsageError(f"--run {run}: best.pt's config has no integer seed ({seed!r}); re-train the run with "
+                         f"this version of train.py")
     path = args.results or getattr(config, "results", None) or os.path.join("results", "results.csv")
     results.check_file(path)
     device = resolve_device(args.device)
@@ -362,27 +532,40 @@ def main(args):
                          f"pass a run saved by train.py") from e
     net.to(device)
     splits = datasets.load(config)
+    methods = tuple(SALIENCY) if args.saliency == "all" else (args.saliency,)
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
     rows = []
-    for method in tuple(SALIENCY) if args.saliency == "all" else (args.saliency,):
+
+    def record(scores):
+        row = dict(columns, run_id=getattr(config, "run_id", None) or os.path.basename(os.path.abspath(run)),
+                   kind="saliency", status="ok", time=time.strftime("%Y-%m-%dT%H:%M:%S"), **scores,
+                   **results.environment(device), run_dir=run, selected_epoch=ckpt.get("epoch"))
+        results.append_row(path, row)
+        rows.append(row)
+
+    for method in methods:
         # The run's own method writes <run>/saliency.npz, as train.py would (plots.py
         # draws the figures from it); another method gets its own folder, so neither
         # the figures nor the three methods of --saliency all overwrite each other.
         same = method == getattr(config, "saliency", "grad")
         out_dir = run if same else os.path.join(run, f"saliency-{method}")
         os.makedirs(out_dir, exist_ok=True)
-        scores = score(net, splits["test"], method, device, out_dir=out_dir, ig_steps=args.ig_steps)
-        row = dict(columns, run_id=getattr(config, "run_id", None) or os.path.basename(os.path.abspath(run)),
-                   kind="saliency", status="ok", time=time.strftime("%Y-%m-%dT%H:%M:%S"), **scores,
-                   **train.environment(device), run_dir=run,
-                   selected_epoch=ckpt.get("epoch"))
-        results.append_row(path, row)
-        rows.append(row)
+        scores = score(net, splits["test"], method, device, out_dir=out_dir, ig_steps=args.ig_steps,
+                       untrained_seed=seed)
+        record(scores)
         detail = f" ({args.ig_steps} steps)" if method == "ig" else ""
         print(f"{method}{detail} saliency on {scores['n_scored']} positive test images: iou {fmt(scores['iou'])}  "
-              f"iop {fmt(scores['iop'])}  iot {fmt(scores['iot'])}  ({scores['n_empty_masks']} without a mask "
-              f"left out, {scores['saliency_seconds']:.1f} s)\nresults row -> {path}\n"
+              f"iop {fmt(scores['iop'])}  iot {fmt(scores['iot'])}  chance {fmt(scores['iou_chance'])}  "
+              f"untrained (seed {seed}) {fmt(scores['iou_untrained'])}  ({scores['n_empty_masks']} without a "
+              f"mask left out, {scores['saliency_seconds']:.1f} s)\nresults row -> {path}\n"
               f"maps -> {os.path.join(out_dir, 'saliency.npz')}", flush=True)
+    for method in methods if args.cascade else ():
+        for scores in score_cascade(net, splits["test"], method, device, ig_steps=args.ig_steps, seed=seed):
+            record(scores)
+            print(f"{method} cascade, re-initialised down to {scores['randomized']}: iou {fmt(scores['iou'])}  "
+                  f"({scores['saliency_seconds']:.1f} s)", flush=True)
+    if args.cascade:
+        print(f"cascade rows ({len(methods)} x {len(CASCADE)}) -> {path}", flush=True)
     return rows
 
 

@@ -1,368 +1,46 @@
-"""Hyper-parameter sweep: a small hand-written Bayesian optimiser and its benchmark.
+"""Hyper-parameter sweep: the paper's search and seeds phases, every trial a train.py run.
+
+    python sweep.py --dataset synthetic --method actdiff --phase search --budget 25
+    python sweep.py --dataset synthetic --method actdiff --phase seeds --seeds 10
+    python sweep.py --benchmark branin|hartmann6   # the optimiser against random search
 
 What lives in this module, top to bottom:
 
-  1. search space <-> unit cube      to_unit, from_unit
-  2. Gaussian process (Matern-5/2)   gp_condition, fit_gp, gp_predict
-  3. expected improvement            log_ei, expected_improvement, maximize_ei
-  4. ask / tell                      suggest, suggest_batch, minimize
-  5. benchmark                       python sweep.py --benchmark branin|hartmann6
-  6. the search and seeds phases      python sweep.py --phase search|seeds ...
-  7. main()
-
-The optimiser minimises. A search space maps a name to ("real", lo, hi),
-("log", lo, hi) or ("int", lo, hi). All modelling happens in the unit cube
-[0, 1]^d on standardised outputs, so every default below is scale-free.
+  1. the search and seeds phases     Search, Seeds, Phases (optimizer.py suggests the points)
+  2. one pool over every setting     run_pool, build_cache, finish
+  3. launching trials                Launcher: local processes or Slurm through submitit
+  4. main()
 """
 import argparse
-import math
 import os
+import re
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve, solve_triangular
-from scipy.optimize import minimize as scipy_minimize
-from scipy.special import erfcx, ndtr
-from scipy.stats import yeojohnson
-from threadpoolctl import threadpool_limits  # ships with scikit-learn
+import torch
 
 import datasets
 import losses
+import optimizer
 import results
-import torch
 import train
 
-# ----------------------------------------------------------------------------
-# 1. search space <-> unit cube
-
-def to_unit(params, space):
-    """Map params to u in [0,1]^d.
-    real: u = (x-lo)/(hi-lo);  log: u = log(x/lo)/log(hi/lo);
-    int:  u = (x-lo+0.5)/(hi-lo+1), the centre of the integer's slice of [0,1]."""
-    u = []
-    for name, (kind, lo, hi) in space.items():
-        x = params[name]
-        if kind == "log":
-            u.append(math.log(x / lo) / math.log(hi / lo))
-        elif kind == "int":
-            u.append((x - lo + 0.5) / (hi - lo + 1))
-        else:
-            u.append((x - lo) / (hi - lo))
-    return np.array(u, dtype=float)
-
-
-def from_unit(u, space):
-    """Inverse of to_unit. int: x = lo + floor(u (hi-lo+1)), so each integer owns
-    an equal slice of [0,1]; results are clipped to [lo, hi] against round-off."""
-    params = {}
-    for ui, (name, (kind, lo, hi)) in zip(np.clip(u, 0.0, 1.0), space.items()):
-        if kind == "log":
-            x = lo * math.exp(ui * math.log(hi / lo))
-        elif kind == "int":
-            x = int(lo + math.floor(ui * (hi - lo + 1)))
-        else:
-            x = lo + ui * (hi - lo)
-        x = min(max(x, lo), hi)
-        params[name] = int(x) if kind == "int" else float(x)
-    return params
-
 
 # ----------------------------------------------------------------------------
-# 2. Gaussian process with a Matern-5/2 ARD kernel
-#
-# Hyper-parameters live in log space: theta = log[ls_1..ls_d, signal_var, noise_var].
-# Bounds are in unit-cube units / standardised-output units, hence fixed.
-LOG_BOUNDS_LS = (math.log(0.01), math.log(10.0))
-LOG_BOUNDS_VAR = (math.log(0.05), math.log(20.0))
-LOG_BOUNDS_NOISE = (math.log(1e-6), math.log(1.0))
-LS_PRIOR = (math.log(0.5), 1.0)  # mild log-normal prior (mean, std) on each log length-scale
-SQRT5 = math.sqrt(5.0)
-
-
-def matern52(r, var):
-    """k(r) = var (1 + sqrt5 r + 5 r^2 / 3) exp(-sqrt5 r), r = scaled distance."""
-    return var * (1.0 + SQRT5 * r + (5.0 / 3.0) * r**2) * np.exp(-SQRT5 * r)
-
-
-def scaled_sqdist(A, B, ls):
-    """D[i,j,k] = (A_ik - B_jk)^2 / ls_k^2, so r_ij^2 = sum_k D[i,j,k]."""
-    return ((A[:, None, :] - B[None, :, :]) / ls) ** 2
-
-
-def gp_condition(X, y, theta):
-    """Posterior pieces for fixed theta: K = k(X,X) + noise I = L L^T, alpha = K^-1 y.
-    If Cholesky fails (near-duplicate inputs) add growing jitter to the diagonal."""
-    d = X.shape[1]
-    ls, var, noise = np.exp(theta[:d]), math.exp(theta[d]), math.exp(theta[d + 1])
-    D = scaled_sqdist(X, X, ls)
-    r = np.sqrt(D.sum(-1))
-    Kf = matern52(r, var)
-    for jitter in (0.0, 1e-8, 1e-6, 1e-4):
-        try:
-            L = cho_factor(Kf + (noise + jitter) * np.eye(len(X)), lower=True)
-            break
-        except LinAlgError:
-            pass
-    else:
-        raise LinAlgError("kernel matrix not positive definite even with jitter")
-    return dict(X=X, y=y, theta=theta, ls=ls, var=var, noise=noise,
-                D=D, r=r, Kf=Kf, L=L, alpha=cho_solve(L, y))
-
-
-def neg_log_posterior(theta, X, y):
-    """-log p(y|X,theta) - log prior(theta) and its gradient.
-    -log p = y^T alpha / 2 + sum_i log L_ii + (n/2) log 2pi;
-    d(-log p)/d theta_j = -tr((alpha alpha^T - K^-1) dK/dtheta_j) / 2, with
-    dK/dlog ls_k = (5/3) var (1 + sqrt5 r) exp(-sqrt5 r) D_k,  dK/dlog var = Kf,
-    dK/dlog noise = noise I.  Prior: log ls_k ~ N(LS_PRIOR)."""
-    n, d = X.shape
-    try:
-        gp = gp_condition(X, y, theta)
-    except LinAlgError:
-        return 1e10, np.zeros_like(theta)
-    L, alpha, r = gp["L"], gp["alpha"], gp["r"]
-    nll = 0.5 * y @ alpha + np.log(np.diag(L[0])).sum() + 0.5 * n * math.log(2 * math.pi)
-    W = np.outer(alpha, alpha) - cho_solve(L, np.eye(n))
-    dK_dls = ((5.0 / 3.0) * gp["var"] * (1 + SQRT5 * r) * np.exp(-SQRT5 * r))[:, :, None] * gp["D"]
-    grad = -0.5 * np.concatenate([np.einsum("ij,ijk->k", W, dK_dls),
-                                  [(W * gp["Kf"]).sum(), np.trace(W) * gp["noise"]]])
-    mu, sd = LS_PRIOR
-    nll += 0.5 * (((theta[:d] - mu) / sd) ** 2).sum()
-    grad[:d] += (theta[:d] - mu) / sd**2
-    return nll, grad
-
-
-def fit_gp(X, y, rng, theta0=None, n_restarts=3):
-    """theta* = argmin neg_log_posterior by L-BFGS-B, started from the previous
-    optimum theta0 (if any), a default guess and random points in the bounds."""
-    d = X.shape[1]
-    bounds = np.array([LOG_BOUNDS_LS] * d + [LOG_BOUNDS_VAR, LOG_BOUNDS_NOISE])
-    starts = [np.r_[np.full(d, LS_PRIOR[0]), 0.0, math.log(1e-3)]]
-    if theta0 is not None and len(theta0) == d + 2:
-        starts.insert(0, np.clip(theta0, bounds[:, 0], bounds[:, 1]))
-    starts += list(rng.uniform(bounds[:, 0], bounds[:, 1], size=(n_restarts, d + 2)))
-    best = None
-    for t0 in starts:
-        res = scipy_minimize(neg_log_posterior, t0, args=(X, y), jac=True,
-                             method="L-BFGS-B", bounds=bounds)
-        if best is None or res.fun < best.fun:
-            best = res
-    return gp_condition(X, y, best.x)
-
-
-def gp_predict(gp, Xs):
-    """Latent posterior at Xs: mean = k*^T alpha, var = k(x,x) - k*^T K^-1 k*."""
-    Ks = matern52(np.sqrt(scaled_sqdist(Xs, gp["X"], gp["ls"]).sum(-1)), gp["var"])
-    mean = Ks @ gp["alpha"]
-    v = solve_triangular(gp["L"][0], Ks.T, lower=True)  # K^-1 = L^-T L^-1
-    var = gp["var"] - (v**2).sum(0)
-    return mean, np.maximum(var, 1e-12)
-
-
-# ----------------------------------------------------------------------------
-# 3. expected improvement, computed as log EI so it never under-flows to 0
-
-def log_h(z):
-    """log h(z) with h(z) = phi(z) + z Phi(z), so that EI = sigma h((best-mean)/sigma).
-    z > -1: direct.  z <= -1: h = phi(z) (1 + z m(z)) with the Mills ratio
-    m(z) = Phi(z)/phi(z) = sqrt(pi/2) erfcx(-z/sqrt2), stable in the far tail.
-    z < -1e4: 1 + z m(z) cancels, use the asymptote h ~ phi(z) / z^2."""
-    z = np.asarray(z, dtype=float)
-    out = np.empty_like(z)
-    log_phi = -0.5 * z**2 - 0.5 * math.log(2 * math.pi)
-    a, c = z > -1, z < -1e4
-    b = ~a & ~c
-    out[a] = np.log(np.exp(log_phi[a]) + z[a] * ndtr(z[a]))
-    out[b] = log_phi[b] + np.log1p(z[b] * math.sqrt(math.pi / 2) * erfcx(-z[b] / math.sqrt(2)))
-    out[c] = log_phi[c] - 2 * np.log(-z[c])
-    return out
-
-
-def log_ei(mean, std, best):
-    """log EI(x) = log E[max(best - f(x), 0)] = log std + log h((best - mean)/std)."""
-    return np.log(std) + log_h((best - mean) / std)
-
-
-def expected_improvement(mean, std, best):
-    """EI = std (z Phi(z) + phi(z)), z = (best - mean)/std (minimisation)."""
-    return np.exp(log_ei(mean, std, best))
-
-
-def maximize_ei(gp, best, x_best, rng, n_random=2000, n_local=600, n_polish=5):
-    """Unit-cube candidates sorted by decreasing EI. Score random points plus
-    Gaussian perturbations of the incumbent x_best (where EI's sharp local peaks
-    are), then polish the top n_polish with L-BFGS-B on -log EI."""
-    d = len(x_best)
-    scales = np.repeat([0.2, 0.05, 0.01], n_local // 3)[:, None]
-    C = np.clip(np.vstack([rng.random((n_random, d)),
-                           x_best + scales * rng.standard_normal((len(scales), d))]), 0, 1)
-
-    def score(U):
-        mean, var = gp_predict(gp, np.atleast_2d(U))
-        return log_ei(mean, np.sqrt(var), best)
-
-    def neg_score_and_grad(u, h=1e-6):  # forward differences, all d+1 points in one batch
-        s = score(np.vstack([u, u + h * np.eye(d)]))
-        return -s[0], -(s[1:] - s[0]) / h
-
-    s = score(C)
-    order = np.argsort(-s)
-    polished = []
-    for x0 in C[order[:n_polish]]:
-        res = scipy_minimize(neg_score_and_grad, x0, jac=True, method="L-BFGS-B", bounds=[(0, 1)] * d)
-        polished.append((-res.fun, res.x))
-    polished += [(s[i], C[i]) for i in order[:50]]  # fall-backs if polished ones are taken
-    polished.sort(key=lambda t: -t[0])
-    return [u for _, u in polished]
-
-
-# ----------------------------------------------------------------------------
-# 4. ask / tell
-
-MIN_DIST = 1e-3  # a point this close (unit cube) to a known one is a duplicate: it would teach ~nothing
-WARP_OUTPUTS = True  # Yeo-Johnson warp in standardize(); off = plain standardisation
-
-
-def standardize(values):
-    """Outputs as the GP sees them: z = (y - mean)/std. Failed trials (nan/inf)
-    count as the worst finite value; all-equal values give z = 0. With
-    WARP_OUTPUTS, z is then Yeo-Johnson transformed (lambda by max likelihood,
-    so skewed losses with a few huge values look Gaussian) and re-standardised."""
-    y = np.asarray(values, dtype=float)
-    ok = np.isfinite(y)
-    y = np.where(ok, y, y[ok].max() if ok.any() else 0.0)
-    if y.std() == 0:
-        return np.zeros_like(y)
-    z = (y - y.mean()) / y.std()
-    if WARP_OUTPUTS:
-        z = yeojohnson(z)[0]
-        z = (z - z.mean()) / z.std()
-    return z
-
-
-def _is_new(u, seen):
-    """True if unit-cube point u is at least MIN_DIST from every row of seen."""
-    return len(seen) == 0 or np.linalg.norm(np.asarray(seen) - u, axis=1).min() >= MIN_DIST
-
-
-@threadpool_limits.wrap(limits=1, user_api="blas")  # matrices are tiny: BLAS threads only thrash shared cores
-def suggest_batch(space, observed, rng, k=1, pending=None, n_init=5, state=None):
-    """k distinct new points. While fewer than n_init observations: uniform random.
-    After: fit the GP once to standardize(y), then k times maximise EI, treating
-    pending and already-chosen points as observed at the GP posterior mean (the
-    "kriging believer"), which flattens EI around them. `state` (a dict) carries
-    the GP hyper-parameters between calls to warm-start the fit."""
-    rng = np.random.default_rng(rng)
-    state = {} if state is None else state
-    pending, d = list(pending or []), len(space)
-    X = np.array([to_unit(p, space) for p, _ in observed]).reshape(-1, d)
-    seen = list(X) + [to_unit(p, space) for p in pending]  # snapped unit-cube points
-    use_gp = len(observed) >= max(n_init, 2)
-    if use_gp:
-        y = standardize([v for _, v in observed])
-        gp = fit_gp(X, y, rng, theta0=state.get("theta"))
-        state["theta"] = gp["theta"]
-    chosen = []
-    while len(chosen) < k:
-        cands = []
-        if use_gp:
-            believed = gp
-            if len(seen) > len(X):  # kriging believer: fake y = posterior mean
-                Xp = np.array(seen[len(X):])
-                believed = gp_condition(np.vstack([X, Xp]), np.r_[y, gp_predict(gp, Xp)[0]], gp["theta"])
-            cands = maximize_ei(believed, y.min(), X[np.argmin(y)], rng)
-        # take the best candidate that is not a duplicate; random ones as a last resort
-        for u in cands + list(rng.random((1000, d))):
-            p = from_unit(u, space)
-            if _is_new(to_unit(p, space), seen):
-                break
-        chosen.append(p)
-        seen.append(to_unit(p, space))
-    return chosen
-
-
-def suggest(space, observed, rng, pending=None, n_init=5, state=None):
-    """One new point to evaluate given observed [(params, value)] (see suggest_batch)."""
-    return suggest_batch(space, observed, rng, 1, pending, n_init, state)[0]
-
-
-def minimize(objective, space, n_init=5, n_iter=20, seed=0, pending=None):
-    """Minimise objective(params) -> float with n_init random then n_iter GP-EI
-    evaluations. Returns the history [(params, value)] in evaluation order."""
-    rng, state, history = np.random.default_rng(seed), {}, []
-    for _ in range(n_init + n_iter):
-        params = suggest(space, history, rng, pending, n_init, state)
-        history.append((params, float(objective(params))))
-    return history
-
-
-# ----------------------------------------------------------------------------
-# 5. benchmark on standard test functions (not a test: python sweep.py --benchmark branin)
-
-def branin(p):
-    """a (x2 - b x1^2 + c x1 - r)^2 + s (1 - t) cos x1 + s, on [-5,10] x [0,15]."""
-    x1, x2 = p["x1"], p["x2"]
-    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
-    return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
-
-
-HARTMANN_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
-                       [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
-HARTMANN_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886],
-                              [2329, 4135, 8307, 3736, 1004, 9991],
-                              [2348, 1451, 3522, 2883, 3047, 6650],
-                              [4047, 8828, 8732, 5743, 1091, 381]])
-HARTMANN_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
-
-
-def hartmann6(p):
-    """-sum_i alpha_i exp(-sum_j A_ij (x_j - P_ij)^2), on [0,1]^6."""
-    x = np.array([p[f"x{j}"] for j in range(6)])
-    return float(-HARTMANN_ALPHA @ np.exp(-(HARTMANN_A * (x - HARTMANN_P) ** 2).sum(1)))
-
-
-BENCHMARKS = {  # name -> (function, space, global minimum)
-    "branin": (branin, {"x1": ("real", -5.0, 10.0), "x2": ("real", 0.0, 15.0)}, 0.397887),
-    "hartmann6": (hartmann6, {f"x{j}": ("real", 0.0, 1.0) for j in range(6)}, -3.32237),
-}
-
-
-def random_search(objective, space, budget, seed):
-    """Baseline: budget uniform random points."""
-    rng = np.random.default_rng(seed)
-    return [(p, objective(p)) for p in (from_unit(rng.random(len(space)), space) for _ in range(budget))]
-
-
-def run_benchmark(name, repeats=20, budget=25, n_init=5):
-    """Print median [q1, q3] of the final simple regret (best found - global min)."""
-    f, space, f_min = BENCHMARKS[name]
-    regrets = {"gp-ei": [], "random": []}
-    seconds = 0.0
-    for seed in range(repeats):
-        t0 = time.perf_counter()
-        hist = minimize(f, space, n_init=n_init, n_iter=budget - n_init, seed=seed)
-        seconds += time.perf_counter() - t0
-        regrets["gp-ei"].append(min(v for _, v in hist) - f_min)
-        regrets["random"].append(min(v for _, v in random_search(f, space, budget, 10**6 + seed)) - f_min)
-    print(f"{name}: budget {budget}, {repeats} repeats; simple regret median [q1, q3]")
-    for method, r in regrets.items():
-        q1, med, q3 = np.percentile(r, [25, 50, 75])
-        print(f"  {method:7s} {med:.4g} [{q1:.4g}, {q3:.4g}]")
-    print(f"  seconds per GP suggestion: {seconds / (repeats * (budget - n_init)):.3f}")
-    return regrets
-
-
-# ----------------------------------------------------------------------------
-# 6. the search and seeds phases: every trial is a train.py run recorded in the results CSV
+# 1. the search and seeds phases: every trial is a train.py run recorded in the results CSV
 #
 # Nothing is pickled: a restarted sweep reads its finished trials back from the
 # results CSV (rows tagged with its sweep id and trial number), resumes the
 # trials that were interrupted (train.py --resume) and only then asks the
 # optimiser for new points. Suggestions are seeded by (search seed, trial), so
 # a restart asks for the same points.
+#
+# One pool runs the trials of every setting (--jobs at once): each setting's
+# phase hands it one trial at a time, and a freed slot goes to whichever
+# setting has a trial ready, so no slot idles while another setting has work.
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -389,7 +67,7 @@ class Setting:
         return ["--dataset", self.dataset, "--ratio", str(self.ratio), "--method", self.method, *fill]
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: the pool tracks running trials by object
 class Trial:
     """One train.py run of a sweep: a search trial (trial = 1, 2, ...) or a seeds-phase run (trial None)."""
     setting: Setting
@@ -429,13 +107,290 @@ def objective(row):
     return -float(row["valid_auc"]) if row["status"] == "ok" and row["valid_auc"] else float("nan")
 
 
+def search_id(setting, opts):
+    return f"search-{setting.name}-s{opts.search_seed}"
+
+
+def runs_folder(opts):
+    """Trial run directories sit beside the results CSV, relative as given, so rows stay portable."""
+    return os.path.join(os.path.dirname(opts.results), "runs")
+
+
+# ---- the two phases of a setting, each handing the pool one trial at a time
+
+class Search:
+    """Bayesian search for one setting: n_init random trials, then GP-EI, opts.budget trials in all. A point is
+    suggested when the pool has a slot for it, from this setting's results so far, with the setting's trials
+    still running as pending points (the kriging believer)."""
+
+    def __init__(self, setting, opts):
+        self.opts, self.setting = opts, setting
+        self.space = train.search_space(setting.dataset, setting.method)
+        self.sweep_id = search_id(setting, opts)
+        finals, unfinished = recorded(opts, self.sweep_id)
+        self.observed = [(run_params(r, self.space), objective(r)) for r in finals]
+        self.resume = [self.trial(int(r["trial"]), run_params(r, self.space)) for r in unfinished]
+        self.taken = {int(r["trial"]) for r in finals + unfinished}
+        # Started and not scored yet: running here, or held by another process (a trial skipped because its
+        # run directory is in use), which is that process's to finish. Both count against the budget.
+        self.pending = {}
+
+    def trial(self, t, params):
+        return Trial(self.setting, self.sweep_id, self.opts.search_seed, params,
+                     os.path.join(runs_folder(self.opts), f"{self.sweep_id}-t{t}"), trial=t)
+
+    def next_trial(self):
+        if len(self.observed) + len(self.pending) >= self.opts.budget:
+            return None
+        if self.resume:
+            trial = self.resume.pop()
+        else:
+            t = max(self.taken, default=0) + 1
+            rng = np.random.default_rng([self.opts.search_seed, t])
+            pending = [p.params for p in self.pending.values()]
+            trial = self.trial(t, optimizer.suggest(self.space, self.observed, rng, pending=pending, n_init=self.opts.n_init))
+        self.taken.add(trial.trial)
+        self.pending[trial.trial] = trial
+        return trial
+
+    def ended(self, trial, row):
+        """row: its final (or failed) row; None when another process holds it, which then stays pending."""
+        if row is None:
+            return
+        del self.pending[trial.trial]
+        self.observed.append((run_params(row, self.space), objective(row)))
+        print(f"{trial.label()} ({len(self.observed)}/{self.opts.budget}): {trial.params} -> valid AUC "
+              f"{row.get('valid_auc') or row['status']}", flush=True)
+
+    def preview(self):
+        """--dry-run: the trials that can be named before any result, i.e. the interrupted ones and the random
+        initial points (the GP's depend on results); `unnamed` then counts the rest."""
+        trials = []
+        while self.resume or len(self.observed) + len(self.pending) < min(self.opts.n_init, self.opts.budget):
+            trial = self.next_trial()
+            if trial is None:
+                break
+            trials.append(trial)
+        return trials
+
+    @property
+    def unnamed(self):
+        return max(0, self.opts.budget - len(self.observed) - len(self.pending))
+
+    def close(self):
+        report_best(self.sweep_id, self.space, self.opts)
+
+
+def report_best(sweep_id, space, opts):
+    """The best finished trial's row; warns when its point sits on the edge of the search range."""
+    finals, _ = recorded(opts, sweep_id)
+    ok = [r for r in finals if objective(r) == objective(r)]
+    if not ok:
+        print(f"{sweep_id}: no successful trial")
+        return None
+    best = min(ok, key=objective)
+    print(f"{sweep_id}: best trial {best['trial']} of {len(finals)}: valid AUC {float(best['valid_auc']):.4f} "
+          f"with {run_params(best, space)}")
+    u = optimizer.to_unit(run_params(best, space), space)
+    for (name, (kind, lo, hi)), ui in zip(space.items(), u):
+        if ui < 0.02 or ui > 0.98:
+            print(f"warning: {sweep_id}: the best {name} lies on the edge of its range [{lo}, {hi}]; "
+                  f"the range may be too narrow", file=sys.stderr)
+    return best
+
+
+class Seeds:
+    """The best search trial's hyperparameters (or the paper's tuned defaults) on opts.seeds new seeds; a seed
+    with a final row already is skipped."""
+    unnamed = 0
+
+    def __init__(self, setting, opts):
+        space = train.search_space(setting.dataset, setting.method)
+        searched = results.read_rows(opts.results, sweep_id=search_id(setting, opts))
+        best = report_best(search_id(setting, opts), space, opts) if searched else None
+        params = run_params(best, space) if best else {}
+        if not best:
+            print(f"{setting.name}: no search in {opts.results}; using the paper's tuned defaults (train.py)")
+        self.sweep_id = f"seeds-{setting.name}"
+        done = {r["seed"] for r in results.read_rows(opts.results, sweep_id=self.sweep_id, kind="final")}
+        wanted = [s for s in range(1, opts.seeds + 2) if s != opts.search_seed][:opts.seeds]
+        self.todo = [Trial(setting, self.sweep_id, s, params, os.path.join(runs_folder(opts), f"{setting.name}-s{s}"))
+                     for s in wanted if str(s) not in done]
+        print(f"{self.sweep_id}: seeds {wanted}, {len(wanted) - len(self.todo)} finished already")
+
+    def next_trial(self):
+        return self.todo.pop(0) if self.todo else None
+
+    def ended(self, trial, row):
+        if row is not None:
+            print(f"{trial.label()}: test AUC {row.get('test_auc') or row['status']}", flush=True)
+
+    def preview(self):
+        trials, self.todo = self.todo, []
+        return trials
+
+    def close(self):
+        pass
+
+
+class Phases:
+    """A setting's phases in order. The seeds phase is set up only when the setting's search has ended, as it
+    trains the best search trial's hyperparameters; other settings' trials keep the pool busy meanwhile."""
+
+    def __init__(self, setting, opts):
+        self.setting, self.opts, self.phase, self.running = setting, opts, None, 0
+        self.todo = [{"search": Search, "seeds": Seeds}[p] for p in ("search", "seeds") if p in opts.phase]
+
+    def next_trial(self):
+        """The trial to start now, or None: this setting is done, or waits for its running trials."""
+        while True:
+            if self.phase is None:
+                if not self.todo:
+                    return None
+                self.phase = self.todo.pop(0)(self.setting, self.opts)
+            trial = self.phase.next_trial()
+            if trial is not None or self.running:
+                return trial
+            self.phase.close()
+            self.phase = None
+
+    def ended(self, trial, row):
+        self.phase.ended(trial, row)
+
+    def preview(self):
+        """--dry-run: print what each phase would run, up to the first trial that depends on a result."""
+        for i, make in enumerate(self.todo):
+            phase = make(self.setting, self.opts)
+            for trial in phase.preview():
+                print("would run:", " ".join(trial.argv(self.opts)[2:]))
+            if phase.unnamed:
+                print(f"{phase.sweep_id}: then {phase.unnamed} trials suggested from the results before them"
+                      + (", then the seeds phase with the best of them" if i + 1 < len(self.todo) else ""))
+                return
+
+
+# ---- the pool
+
+def run_pool(plans, opts, launcher):
+    """Run every setting's trials in one pool of opts.jobs slots. A free slot goes to the setting with the fewest
+    trials running (the earliest in the sweep's order on ties): settings advance together, and each search keeps
+    as few points pending as it can. Given the same order of finishing, trials start in the same order."""
+    owner, caches = {}, set()  # the running trials' plans; the X-ray caches built
+    while True:
+        while len(owner) < opts.jobs:
+            trial, plan = next_trial(plans)
+            if trial is None:
+                break
+            if held_elsewhere(trial):
+                plan.ended(trial, None)
+                continue
+            build_cache(trial, opts, caches)
+            launcher.start(trial)
+            owner[trial] = plan
+            plan.running += 1
+        if not owner:
+            return
+        trial, code = launcher.wait()
+        plan = owner.pop(trial)
+        plan.running -= 1
+        plan.ended(trial, finish(trial, code, opts))
+
+
+def held_elsewhere(trial):
+    """True, and says so, when another process holds the trial's run directory (say, a job of an earlier sweep
+    still running): that process records the trial, so it is neither failed nor retried."""
+    holder = train.lock_holder(trial.out)
+    if holder:
+        print(f"skipped {trial.label()}: {trial.out} is in use by {holder}", flush=True)
+    return bool(holder)
+
+
+def next_trial(plans):
+    """The trial to start next and its setting's plan, or (None, None) when no setting has one ready."""
+    for plan in sorted(plans, key=lambda p: p.running):  # a stable sort: ties keep the sweep's order
+        trial = plan.next_trial()
+        if trial is not None:
+            return trial, plan
+    return None, None
+
+
+def build_cache(trial, opts, built):
+    """Build the X-ray --cache a trial reads, here and once, before the trial starts: trials started together
+    would each decode every image of the cohort into the same file. `built` holds the caches seen so far."""
+    args = train.resolve(train.parse_args(trial.argv(opts)[2:]))
+    if not args.cache or args.dataset == "synthetic":  # only the X-ray sets read a cache
+        return
+    # The cohort, hence the cache, depends on these; every other data flag is the same for all trials.
+    key = (args.dataset, args.ratio, args.data_seed)
+    if key in built:
+        return
+    print(f"{trial.label()}: preparing the {args.dataset} cache (ratio {args.ratio}, data seed "
+          f"{args.data_seed}) in {args.cache}", flush=True)
+    try:
+        datasets.load(args)  # builds the cache when it is missing; when present, reads only the metadata
+    except datasets.DataError as e:
+        raise UsageError(str(e))
+    built.add(key)
+
+
+def finish(trial, code, opts):
+    """After a trial ended: its final row; None if it lost its run directory to another process (its row is
+    that process's to write); else a recorded failure (a crash must not be retried forever)."""
+    # A refusal for a run directory in use shows as exit 2, or as a failed job under submitit.
+    if code in (2, None) and held_elsewhere(trial):
+        return None
+    if code == 2:
+        with open(os.path.join(trial.out, "train.log"), errors="replace") as f:
+            last = ([l for l in f.read().splitlines() if l.startswith("error:")] or ["(see train.log)"])[-1]
+        raise UsageError(f"{trial.label()} was refused by train.py: {last}")
+    finals = [r for r in results.read_rows(opts.results, sweep_id=trial.sweep_id, run_dir=trial.out)
+              if r["kind"] == "final"]
+    if finals:
+        return finals[-1]
+    row = dict(kind="failed", status="failed", sweep_id=trial.sweep_id, trial=trial.trial, seed=trial.seed,
+               dataset=trial.setting.dataset, method=trial.setting.method, ratio=trial.setting.ratio,
+               mask_fill=trial.setting.mask_fill, run_dir=trial.out, time=time.strftime("%Y-%m-%dT%H:%M:%S"),
+               **trial.params)
+    results.append_row(opts.results, row)
+    print(f"{trial.label()} failed (exit {code}); recorded as failed, see {trial.out}/train.log", file=sys.stderr)
+    return row
+
+
 # ---- launching trials: local processes, or Slurm (or its local stand-in) through submitit
+
+def visible_gpus(environ, device_count):
+    """The GPUs jobs may use, as CUDA_VISIBLE_DEVICES names them: the user's list when it is set (indices, or
+    UUIDs such as GPU-5c3d..., passed through as written), else 0 .. device_count-1."""
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        return [d.strip() for d in environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    return [str(i) for i in range(device_count)]
+
+
+def gpu_for_slot(slot, visible):
+    """Round robin: job slot k runs on visible GPU k mod n, so more jobs than GPUs share them; None: no GPU."""
+    return visible[slot % len(visible)] if visible else None
+
+
+def slurm_extra(items):
+    """--slurm-extra KEY=VALUE ... as submitit's slurm_additional_parameters: sbatch options, values as strings."""
+    extra = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key or not sep:
+            raise UsageError(f"--slurm-extra {item!r} is not KEY=VALUE; pass sbatch options such as constraint=a100")
+        extra[key] = value
+    return extra
+
 
 class Launcher:
     """Starts trials (at most --jobs at once) and reports those that ended."""
 
     def __init__(self, opts):
         self.opts, self.running, self.executor = opts, {}, None
+        # One GPU per local job, unless the user named one device for every trial (--device cuda:1 keeps its
+        # meaning only if the job sees every GPU). Slurm gives each job its own GPUs.
+        device = train.parse_args(opts.passthrough).device
+        self.gpus = visible_gpus(os.environ, torch.cuda.device_count()) if device in ("auto", "cuda") else []
         if opts.launcher != "local":
             try:
                 import submitit
@@ -443,21 +398,27 @@ class Launcher:
                 raise UsageError(f"--launcher {opts.launcher} needs submitit: pip install submitit")
             folder = os.path.join(os.path.dirname(os.path.abspath(opts.results)), "submitit")
             if opts.launcher == "slurm":
-                self.executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-                self.executor.update_parameters(slurm_partition=opts.partition, gpus_per_node=opts.gpus_per_job,
-                                                timeout_min=opts.time, cpus_per_task=opts.cpus_per_job)
+                try:
+                    self.executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+                except RuntimeError as e:  # submitit finds no srun: not on a Slurm cluster
+                    raise UsageError(f"--launcher slurm: {e}; run the sweep on a cluster's login node")
+                # None leaves submitit's (and so Slurm's) default.
+                self.executor.update_parameters(
+                    slurm_partition=opts.partition, gpus_per_node=opts.gpus_per_job, timeout_min=opts.time,
+                    cpus_per_task=opts.cpus_per_job, slurm_account=opts.slurm_account, slurm_qos=opts.slurm_qos,
+                    slurm_mem=opts.mem, slurm_additional_parameters=slurm_extra(opts.slurm_extra) or None)
             else:
                 self.executor = submitit.LocalExecutor(folder=folder)
                 self.executor.update_parameters(timeout_min=opts.time)
             self.command = submitit.helpers.CommandFunction
 
     def env(self, slot):
-        """Threads split between local jobs; one GPU per job when there are several."""
+        """Threads split between local jobs; each local job one of the visible GPUs."""
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.opts.jobs)))
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if self.executor is None and gpus > 1:
-            env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+        gpu = gpu_for_slot(slot, self.gpus)
+        if self.executor is None and gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
         return env
 
     def start(self, trial):
@@ -497,129 +458,14 @@ class Launcher:
             return None
 
 
-def finish(trial, code, opts):
-    """After a trial ended: its final row, or a recorded failure (a crash must not be retried forever)."""
-    if code == 2:
-        with open(os.path.join(trial.out, "train.log"), errors="replace") as f:
-            last = ([l for l in f.read().splitlines() if l.startswith("error:")] or ["(see train.log)"])[-1]
-        raise UsageError(f"{trial.label()} was refused by train.py: {last}")
-    finals = [r for r in results.read_rows(opts.results, sweep_id=trial.sweep_id, run_dir=trial.out)
-              if r["kind"] == "final"]
-    if finals:
-        return finals[-1]
-    row = dict(kind="failed", status="failed", sweep_id=trial.sweep_id, trial=trial.trial, seed=trial.seed,
-               dataset=trial.setting.dataset, method=trial.setting.method, ratio=trial.setting.ratio,
-               mask_fill=trial.setting.mask_fill, run_dir=trial.out, time=time.strftime("%Y-%m-%dT%H:%M:%S"),
-               **trial.params)
-    results.append_row(opts.results, row)
-    print(f"{trial.label()} failed (exit {code}); recorded as failed, see {trial.out}/train.log", file=sys.stderr)
-    return row
-
-
-def search_id(setting, opts):
-    return f"search-{setting.name}-s{opts.search_seed}"
-
-
-def runs_folder(opts):
-    """Trial run directories sit beside the results CSV, relative as given, so rows stay portable."""
-    return os.path.join(os.path.dirname(opts.results), "runs")
-
-
-def search(setting, opts, launcher):
-    """Bayesian search for one setting: n_init random trials, then GP-EI, opts.budget trials in all."""
-    space = train.search_space(setting.dataset, setting.method)
-    sweep_id = search_id(setting, opts)
-    runs_dir = runs_folder(opts)
-    make = lambda t, params: Trial(setting, sweep_id, opts.search_seed, params,
-                                   os.path.join(runs_dir, f"{sweep_id}-t{t}"), trial=t)
-    finals, unfinished = recorded(opts, sweep_id)
-    resume = [make(int(r["trial"]), run_params(r, space)) for r in unfinished]
-    taken = {int(r["trial"]) for r in finals + unfinished}
-    running = {}
-    while True:
-        finals, _ = recorded(opts, sweep_id)
-        observed = [(run_params(r, space), objective(r)) for r in finals]
-        while len(running) < opts.jobs and len(finals) + len(running) < opts.budget:
-            if resume:
-                trial = resume.pop()
-            else:
-                t = max(taken | set(running), default=0) + 1
-                rng = np.random.default_rng([opts.search_seed, t])
-                pending = [tr.params for tr in running.values()]
-                trial = make(t, suggest(space, observed, rng, pending=pending, n_init=opts.n_init))
-            taken.add(trial.trial)
-            if opts.dry_run:
-                print("would run:", " ".join(trial.argv(opts)[2:]))
-                return None
-            running[trial.trial] = trial
-            launcher.start(trial)
-        if not running:
-            break
-        trial, code = launcher.wait()
-        del running[trial.trial]
-        row = finish(trial, code, opts)
-        print(f"{trial.label()} ({len(finals) + 1}/{opts.budget}): {trial.params} -> valid AUC "
-              f"{row.get('valid_auc') or row['status']}", flush=True)
-    return report_best(setting, sweep_id, space, opts)
-
-
-def report_best(setting, sweep_id, space, opts):
-    """The best finished trial's row; warns when its point sits on the edge of the search range."""
-    finals, _ = recorded(opts, sweep_id)
-    ok = [r for r in finals if objective(r) == objective(r)]
-    if not ok:
-        print(f"{sweep_id}: no successful trial")
-        return None
-    best = min(ok, key=objective)
-    print(f"{sweep_id}: best trial {best['trial']} of {len(finals)}: valid AUC {float(best['valid_auc']):.4f} "
-          f"with {run_params(best, space)}")
-    u = to_unit(run_params(best, space), space)
-    for (name, (kind, lo, hi)), ui in zip(space.items(), u):
-        if ui < 0.02 or ui > 0.98:
-            print(f"warning: {sweep_id}: the best {name} lies on the edge of its range [{lo}, {hi}]; "
-                  f"the range may be too narrow", file=sys.stderr)
-    return best
-
-
-def seeds(setting, opts, launcher):
-    """Train the best search trial's hyperparameters (or the paper's defaults) on opts.seeds new seeds."""
-    space = train.search_space(setting.dataset, setting.method)
-    searched = results.read_rows(opts.results, sweep_id=search_id(setting, opts))
-    best = report_best(setting, search_id(setting, opts), space, opts) if searched else None
-    params = run_params(best, space) if best else {}
-    if not best:
-        print(f"{setting.name}: no search in {opts.results}; using the paper's tuned defaults (train.py)")
-    sweep_id = f"seeds-{setting.name}"
-    runs_dir = runs_folder(opts)
-    done = {r["seed"] for r in results.read_rows(opts.results, sweep_id=sweep_id, kind="final")}
-    wanted = [s for s in range(1, opts.seeds + 2) if s != opts.search_seed][:opts.seeds]
-    todo = [Trial(setting, sweep_id, s, params, os.path.join(runs_dir, f"{setting.name}-s{s}"))
-            for s in wanted if str(s) not in done]
-    print(f"{sweep_id}: seeds {wanted}, {len(wanted) - len(todo)} finished already")
-    running = 0
-    for trial in todo:
-        if opts.dry_run:
-            print("would run:", " ".join(trial.argv(opts)[2:]))
-            continue
-        if running == opts.jobs:
-            finish(*launcher.wait(), opts)
-            running -= 1
-        launcher.start(trial)
-        running += 1
-    for _ in range(running):
-        trial, code = launcher.wait()
-        row = finish(trial, code, opts)
-        print(f"{trial.label()}: test AUC {row.get('test_auc') or row['status']}", flush=True)
-
-
 # ----------------------------------------------------------------------------
-# 7. command line
+# 4. command line
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 epilog="Any other flag (--epochs, --patience, --n-train, --device, ...) is "
                                        "passed to every train.py run unchanged.")
-    p.add_argument("--benchmark", choices=sorted(BENCHMARKS), help="run the optimiser on a test function")
+    p.add_argument("--benchmark", choices=sorted(optimizer.BENCHMARKS), help="run the optimiser on a test function")
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--phase", nargs="+", choices=("search", "seeds"),
                    help="search: Bayesian search; seeds: the best (or the paper's) setting on new seeds; "
@@ -635,13 +481,20 @@ def parse_args(argv=None):
     p.add_argument("--search-seed", type=int, default=0, help="training seed of the search trials")
     p.add_argument("--seeds", type=int, default=10, help="seeds phase: how many seeds")
     p.add_argument("--results", default=os.path.join("results", "results.csv"))
-    p.add_argument("--jobs", type=int, default=1, help="trials at once (processes; one GPU each if several)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="trials at once, over all settings (local: processes, each on one of the visible GPUs)")
     p.add_argument("--launcher", choices=("local", "slurm", "submitit-local"), default="local",
                    help="slurm: submit through submitit; submitit-local: the same path on this machine")
-    p.add_argument("--partition", default=None)
     p.add_argument("--gpus-per-job", type=int, default=1)
     p.add_argument("--cpus-per-job", type=int, default=4)
     p.add_argument("--time", type=int, default=24 * 60, help="minutes per job")
+    s = p.add_argument_group("--launcher slurm only")
+    s.add_argument("--partition", default=None)
+    s.add_argument("--slurm-account", default=None, help="the account jobs are charged to (sbatch --account)")
+    s.add_argument("--slurm-qos", default=None, help="quality of service (sbatch --qos)")
+    s.add_argument("--mem", default=None, help="memory per job as sbatch --mem takes it: 16G, 16000M, ...")
+    s.add_argument("--slurm-extra", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="more sbatch options, e.g. constraint=a100 mail-type=END")
     p.add_argument("--dry-run", action="store_true", help="print the trials it would run")
     opts, passthrough = p.parse_known_args(argv)
     opts.passthrough = passthrough
@@ -666,6 +519,14 @@ def check(opts):
     """Refuse bad flags before any trial starts, including the flags passed through to train.py."""
     if opts.jobs < 1 or opts.budget < 1 or opts.seeds < 1:
         raise UsageError("--jobs, --budget and --seeds must be at least 1")
+    slurm_only = {"--partition": opts.partition, "--slurm-account": opts.slurm_account,
+                  "--slurm-qos": opts.slurm_qos, "--mem": opts.mem, "--slurm-extra": opts.slurm_extra}
+    given = [flag for flag, value in slurm_only.items() if value]
+    if given and opts.launcher != "slurm":
+        raise UsageError(f"{given[0]} applies to --launcher slurm only; drop it or pass --launcher slurm")
+    if opts.mem is not None and not re.fullmatch(r"\d+([KMGT]B?)?", opts.mem, re.IGNORECASE):
+        raise UsageError(f"--mem {opts.mem!r} is not a memory size sbatch takes; pass e.g. 16G or 16000M")
+    slurm_extra(opts.slurm_extra)
     try:
         train.resolve(train.parse_args(["--results", opts.results, *opts.passthrough]))
         results.check_file(opts.results)
@@ -678,18 +539,19 @@ def check(opts):
 def main(argv=None):
     opts = parse_args(argv)
     if opts.benchmark:
-        run_benchmark(opts.benchmark, opts.repeats, opts.budget)
+        optimizer.run_benchmark(opts.benchmark, opts.repeats, opts.budget)
         return 0
     try:
         if opts.phase is None:
             raise UsageError("pass --phase search or --phase seeds (or --benchmark NAME)")
         check(opts)
-        launcher = None if opts.dry_run else Launcher(opts)
-        for setting in list(settings(opts)):
-            for phase in ("search", "seeds"):
-                if phase in opts.phase:
-                    (search if phase == "search" else seeds)(setting, opts, launcher)
-    except UsageError as e:
+        plans = [Phases(setting, opts) for setting in settings(opts)]
+        if opts.dry_run:
+            for plan in plans:
+                plan.preview()
+        else:
+            run_pool(plans, opts, Launcher(opts))
+    except (UsageError, results.ResultsError) as e:  # the latter: e.g. a results file on a filesystem without locks
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

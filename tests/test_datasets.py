@@ -200,6 +200,24 @@ def test_batches_cover_the_split_in_a_seeded_order(splits):
     assert torch.cat(ys).sort().values.tolist() == split.y.sort().values.tolist()
 
 
+def test_batches_are_pinned_only_when_asked(splits, monkeypatch):
+    """pin_memory=True is for a CUDA run, which copies with non_blocking=True; a CPU run is left as it was."""
+    pinned = []  # no GPU here: record what would be pinned
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t: pinned.append(t) or t)
+    list(splits["valid"].batches(16))
+    assert pinned == []
+    batches = [t for batch in splits["valid"].batches(16, pin_memory=True) for t in batch]
+    assert len(pinned) == len(batches) == 3 * 8 and all(p is t for p, t in zip(pinned, batches))
+
+
+def test_a_split_moved_off_the_cpu_batches_there_and_has_nothing_to_pin(splits, monkeypatch):
+    pinned = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t: pinned.append(t) or t)
+    moved = splits["valid"].to("meta")  # a device without memory: only shapes, like a GPU we do not have
+    x, y, mask = next(moved.batches(16, torch.Generator().manual_seed(0), pin_memory=True))
+    assert {t.device.type for t in (x, y, mask)} == {"meta"} and x.shape == (16, 1, 28, 28) and pinned == []
+
+
 # ---------------------------------------------------------------- release files and --export
 
 EXPORT = ["--dataset", "synthetic", "--data-seed", "3", "--ratio", "0.9", "--n-train", "40", "--n-eval", "12"]

@@ -61,12 +61,25 @@ def plotted(csv_path, tmp_path_factory):
     return out, stdout
 
 
-def table_rows(markdown, title):
-    """{method label: [cells]} of the markdown table under '## title'."""
+def table_lines(markdown, title):
+    """The body rows of the markdown table under '## title', as lists of cells."""
     section = markdown.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
     lines = [l for l in section.splitlines() if l.startswith("| ") and "---" not in l][1:]
-    cells = [[c.strip() for c in l.strip("|").split("|")] for l in lines]
-    return {c[1]: c[2:] for c in cells}
+    return [[c.strip() for c in l.strip("|").split("|")] for l in lines]
+
+
+def table_rows(markdown, title):
+    """{method label: [cells]} of the markdown table under '## title'."""
+    return {c[1]: c[2:] for c in table_lines(markdown, title)}
+
+
+def rules_rows(markdown, dataset="synthetic"):
+    """{(rule, method label): [cells]} of the selection-rules table; a rule's name stands on its first row."""
+    out, rule = {}, None
+    for c in table_lines(markdown, f"{dataset}: the three selection rules"):
+        rule = c[0] or rule
+        out[rule, c[1]] = c[2:]
+    return out
 
 
 def expected_cell(values, bold=False):
@@ -78,7 +91,7 @@ def expected_cell(values, bold=False):
 def test_table_has_one_row_per_method_with_mean_std_over_seeds(csv_path, plotted):
     out, stdout = plotted
     table = table_rows(stdout, "synthetic")
-    assert list(table) == ["Classification", "Masked", "ActDiff"]  # losses.METHODS order, trial rows excluded
+    assert list(table) == ["Classification", "Masked", "ActDiff", "Chance"]  # METHODS order; no trial rows
     rows = results.read_rows(csv_path)
     finals = [r for r in rows if r["kind"] == "final" and r["trial"] == "" and r["status"] == "ok"]
     epochs = [r for r in rows if r["kind"] == "epoch"]
@@ -95,11 +108,17 @@ def test_table_has_one_row_per_method_with_mean_std_over_seeds(csv_path, plotted
         columns["by_valid_auc"][method] = [by_rule(r["run_id"], "valid_auc", np.argmax) for r in mine]
         columns["by_valid_id_loss"][method] = [by_rule(r["run_id"], "valid_id_loss", np.argmin) for r in mine]
         columns["iou"][method] = [float(r["iou"]) for r in mine]
+    untrained = {m: [float(r["iou_untrained"]) for r in finals if r["method"] == m and r["iou_untrained"]]
+                 for m in METHODS}
+    rules = rules_rows(stdout)
     for method, label in zip(METHODS, table):
-        for i, name in enumerate(columns):
-            mean, base = np.mean(columns[name][method]), np.mean(columns[name]["baseline"])
-            bold = name != "iou" and method != "baseline" and mean > base and mean > 0.5
-            assert table[label][i] == expected_cell(columns[name][method], bold), (label, name)
+        mean, base = np.mean(columns["test_auc"][method]), np.mean(columns["test_auc"]["baseline"])
+        bold = method != "baseline" and mean > base and mean > 0.5
+        assert table[label][:2] == [expected_cell(columns["test_auc"][method], bold),
+                                    expected_cell(columns["iou"][method])], label
+        assert table[label][2] == (expected_cell(untrained[method]) if untrained[method] else "–")
+        for name, rule in zip(("test_auc", "by_valid_auc", "by_valid_id_loss"), plots.SELECTION.values()):
+            assert rules[rule, label][0] == expected_cell(columns[name][method]), (label, rule)
     assert "excluded 1 diverged run(s)" in stdout
     assert (out / "tables.md").read_text() in stdout
     assert r"\begin{tabular}" in (out / "tables.tex").read_text()
@@ -221,3 +240,190 @@ def test_comparison_with_the_papers_per_seed_results_for_auc_and_each_saliency_m
     assert block["IoU, occlusion"][0] == block["IoU, occlusion"][2] == "–"  # we have no occlusion scores
     assert cells[2][1:3] == ["IoU, ig", "–"]  # nor ig scores for Classification
     assert cells[4][3] == "–"  # Masked is not in the authors' file
+
+
+# ------------------------------------------------------------------ hand-made rows: baselines, ratios, rules
+
+def write_run(path, method, seed, ratio=1.0, epochs=(), burn_in=2, **final):
+    """One run's rows as train.py writes them: an epoch row per dict in `epochs`, then the final row."""
+    run = dict(run_id=f"{method}-s{seed}-r{ratio}", dataset="synthetic", method=method, seed=seed, ratio=ratio,
+               status="ok", mask_fill="shuffle", burn_in=burn_in, epochs=max(len(epochs), 1), run_dir="nowhere")
+    for i, e in enumerate(epochs, start=1):
+        results.append_row(path, dict(run, kind="epoch", epoch=i, **e))
+    results.append_row(path, dict(run, kind="final", saliency="grad", **final))
+    return run
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """{figure name: the matplotlib figure} of every figure plots.py saves, to read its lines back."""
+    figures, save = {}, plots.save
+    monkeypatch.setattr(plots, "save", lambda fig, out, name, written: (figures.__setitem__(name, fig),
+                                                                        save(fig, out, name, written)))
+    return figures
+
+
+def test_iou_baselines_come_from_the_row_of_the_saliency_method_shown(tmp_path, drawn):
+    """grad on the final rows, ig on later saliency rows, each with its own chance and untrained IoU, and
+    cascade rows written last: the table shows the chosen method's IoU beside that row's untrained IoU, the
+    chance row pools every method's runs, and a damaged model's IoU never stands for a run's."""
+    path = str(tmp_path / "results.csv")
+    grad = {"baseline": ([0.1, 0.2], [0.05, 0.07], [0.30, 0.34]), "actdiff": ([0.5, 0.7], [0.06, 0.08], [0.2, 0.4])}
+    ig = {m: tuple([v + 0.01 for v in vs] for vs in grad[m]) for m in grad}
+    for method in grad:
+        for i, seed in enumerate((1, 2)):
+            iou, chance, untrained = (vs[i] for vs in grad[method])
+            base = write_run(path, method, seed, test_auc=0.4 + 0.5 * (method == "actdiff") + 0.01 * seed,
+                            iou=iou, iou_chance=chance, iou_untrained=untrained)
+            iou, chance, untrained = (vs[i] for vs in ig[method])
+            results.append_row(path, dict(base, kind="saliency", saliency="ig", iou=iou, iou_chance=chance,
+                                          iou_untrained=untrained))
+            for layer in ("fc", "layer4"):
+                results.append_row(path, dict(base, kind="saliency", saliency="grad", randomized=layer, iou=0.99))
+    for flags, scores in (([], grad), (["--saliency", "ig"], ig)):
+        code, stdout, _ = run(["--results", path, "--out", str(tmp_path / "out")] + flags)
+        assert code == 0
+        table = table_rows(stdout, "synthetic")
+        for method, label in (("baseline", "Classification"), ("actdiff", "ActDiff")):
+            iou, _, untrained = scores[method]
+            assert table[label][1:] == [expected_cell(iou), expected_cell(untrained)], (flags, label)
+        assert table["Chance"] == ["0.50", expected_cell(scores["baseline"][1] + scores["actdiff"][1]), "–"]
+        # The AUC-IoU figure marks the mean chance IoU as a vertical line (IoU is its x axis).
+        ax = drawn["auc_vs_iou_synthetic"].axes[0]
+        chance_line = [l for l in ax.lines if l.get_label().startswith("chance IoU")]
+        assert len(chance_line) == 1
+        assert chance_line[0].get_xdata()[0] == pytest.approx(np.mean(scores["baseline"][1] + scores["actdiff"][1]))
+
+
+def test_results_without_the_baseline_columns_leave_blank_cells_and_skip_the_cascade(tmp_path):
+    """A CSV from before iou_chance, iou_untrained and randomized existed is still read: those cells are
+    blank, the cascade figure is skipped with its reason, and the LaTeX tables are written all the same."""
+    new = str(tmp_path / "new.csv")
+    for method in ("baseline", "actdiff"):
+        for seed in (1, 2, 3):
+            write_run(new, method, seed, test_auc=0.3 * seed, iou=0.1 * seed)
+    dropped = ("iou_chance", "iou_untrained", "randomized")
+    old_columns = [c for c in results.COLUMNS if c not in dropped]
+    lines = open(new).read().splitlines()
+    keep = [i for i, c in enumerate(lines[0].split(",")) if c not in dropped]
+    old = tmp_path / "old.csv"
+    old.write_text("\n".join(",".join(l.split(",")[i] for i in keep) for l in lines) + "\n")
+    assert open(old).readline().strip() == ",".join(old_columns)
+    code, stdout, _ = run(["--results", str(old), "--out", str(tmp_path / "out"), "--latex"])
+    assert code == 0
+    table = table_rows(stdout, "synthetic")
+    assert table["ActDiff"][2] == "–" and table["Chance"] == ["0.50", "–", "–"]
+    assert "skip: cascade_synthetic_1.0: no cascading-randomisation rows" in stdout
+    assert "skip: auc_vs_ratio_synthetic: one ratio (1.0)" in stdout
+    assert (tmp_path / "out" / "auc_vs_iou_synthetic.png").exists()
+    assert r"\multicolumn{3}{c}{ratio 1.0}" in (tmp_path / "out" / "tables.tex").read_text()
+
+
+def test_ratios_sit_side_by_side_in_the_tables_the_correlation_and_the_auc_against_ratio_figure(tmp_path, drawn):
+    path = str(tmp_path / "results.csv")
+    auc = {}  # (method, ratio) -> test AUC per seed; Classification falls as the ratio grows, ActDiff holds
+    for ratio in (0.5, 0.9, 1.0):
+        for method in ("baseline", "actdiff"):
+            for seed in (1, 2, 3):
+                value = (1.0 - ratio) * 1.6 + 0.02 * seed if method == "baseline" else 0.9 + 0.03 * seed
+                auc.setdefault((method, ratio), []).append(value)
+                write_run(path, method, seed, ratio, test_auc=value, iou=value / 2 + 0.05 * seed * ratio)
+    code, stdout, _ = run(["--results", path, "--out", str(tmp_path / "out"), "--latex"])
+    assert code == 0
+    header = stdout.split("## synthetic\n", 1)[1].split("\n## ", 1)[0]
+    assert "| group | method | ratio 1.0 AUC | ratio 1.0 IoU | ratio 1.0 IoU untrained | ratio 0.9 AUC |" in header
+    table = table_rows(stdout, "synthetic")
+    assert table["ActDiff"][0::3] == [expected_cell(auc["actdiff", r], True) for r in (1.0, 0.9, 0.5)]
+    assert table["Classification"][0::3] == [expected_cell(auc["baseline", r]) for r in (1.0, 0.9, 0.5)]
+    tex = (tmp_path / "out" / "tables.tex").read_text()
+    assert all(rf"\multicolumn{{3}}{{c}}{{ratio {r}}}" in tex for r in ("1.0", "0.9", "0.5"))
+    # One correlation per ratio, over that ratio's runs only.
+    corr = {row[1]: row for row in table_lines(stdout, "Test AUC vs IoU (all methods pooled, one point per run)")}
+    for r in (0.5, 0.9, 1.0):
+        points = [(a, a / 2 + 0.05 * seed * r) for m in ("baseline", "actdiff")
+                  for seed, a in zip((1, 2, 3), auc[m, r])]
+        assert corr[f"{r:.1f}"][3] == f"{stats.pearsonr(*zip(*points))[0]:.3f}"
+    # The AUC-against-ratio figure: a panel per selection rule; in the paper's, each method's mean ± std.
+    fig = drawn["auc_vs_ratio_synthetic"]
+    assert [ax.get_title().split("\n")[1] for ax in fig.axes] == list(plots.SELECTION.values())
+    paper_rule = fig.axes[0]
+    for container, method in zip(paper_rule.containers, ("baseline", "actdiff")):
+        line, _, (bars,) = container
+        assert container.get_label() == plots.LABELS[method]
+        assert line.get_ydata() == pytest.approx([np.mean(auc[method, r]) for r in (1.0, 0.9, 0.5)])
+        tops = [seg[1, 1] for seg in bars.get_segments()]
+        assert tops == pytest.approx([np.mean(auc[method, r]) + np.std(auc[method, r], ddof=1)
+                                      for r in (1.0, 0.9, 0.5)])
+
+
+def rule_epochs(test_auc):
+    """Four epoch rows (burn-in 2) where each rule picks a different epoch: epoch 1 looks best to every rule
+    but is never eligible; highest valid AUC is epoch 3; lowest valid_id loss is epoch 4."""
+    return [dict(valid_loss=v, valid_auc=a, valid_id_loss=i, test_auc=t) for v, a, i, t in
+            zip((0.1, 0.6, 0.5, 0.7), (1.0, 0.5, 0.8, 0.6), (0.0, 0.5, 0.4, 0.2), test_auc)]
+
+
+def test_honest_rule_picks_the_lowest_valid_id_loss_from_the_burn_in_on(tmp_path):
+    path = str(tmp_path / "results.csv")
+    write_run(path, "actdiff", 1, epochs=rule_epochs([0.9, 0.1, 0.2, 0.3]), test_auc=0.2)
+    write_run(path, "actdiff", 2, epochs=rule_epochs([0.9, 0.1, 0.2, 0.3]), burn_in=1, test_auc=0.9)
+    runs = plots.load(plots.parse_args(["--results", path]))[0].set_index("seed")
+    assert runs.loc[1, "test_auc_by_valid_id_loss"] == 0.3  # epoch 4, not epoch 1's lower loss
+    assert runs.loc[2, "test_auc_by_valid_id_loss"] == 0.9  # with burn-in 1, epoch 1 is eligible
+    assert runs.loc[1, "test_auc_by_valid_auc"] == 0.2
+
+
+def test_rules_table_gives_each_rules_auc_and_the_paired_difference_to_classification(tmp_path):
+    """Four seeds of both; ActDiff has a fifth seed that Classification lacks, which the pairing leaves out.
+    Under the paper's and the max-AUC rule ActDiff is far ahead; under the honest rule it is not."""
+    path = str(tmp_path / "results.csv")
+    picks = {"baseline": ([0.1, 0.2, 0.15, 0.3], [0.2, 0.1, 0.3, 0.2]),  # (epoch 3, epoch 4) per seed
+             "actdiff": ([0.9, 0.8, 0.95, 0.85, 0.7], [0.3, 0.1, 0.2, 0.5, 0.4])}
+    final = {"baseline": [0.0, 0.1, 0.05, 0.0], "actdiff": [0.95, 0.9, 1.0, 0.9, 0.6]}
+    for method, (ep3, ep4) in picks.items():
+        for seed, (t3, t4, t) in enumerate(zip(ep3, ep4, final[method]), start=1):
+            write_run(path, method, seed, epochs=rule_epochs([0.99, 0.5, t3, t4]), test_auc=t, iou=0.1)
+    code, stdout, _ = run(["--results", path, "--out", str(tmp_path / "out"), "--latex"])
+    assert code == 0
+    rows = rules_rows(stdout)
+    for (rule, (mine, theirs)) in zip(plots.SELECTION.values(), ((final["actdiff"], final["baseline"]),
+                                                                 *zip(picks["actdiff"], picks["baseline"]))):
+        assert rows[rule, "ActDiff"][0] == expected_cell(mine)
+        assert rows[rule, "Classification"] == [expected_cell(theirs), "–"]
+        d = np.subtract(mine[:4], theirs)
+        p = stats.ttest_rel(mine[:4], theirs).pvalue
+        text = f"{d.mean():+.2f} ± {d.std(ddof=1):.2f}, p = {p:.2g} (n=4)"
+        assert rows[rule, "ActDiff"][1] == (f"**{text}**" if p < 0.05 else text), rule
+    honest = rows["lowest valid_id loss (honest)", "ActDiff"][1]
+    assert not honest.startswith("**")  # the advantage does not survive honest selection here
+    assert rows["lowest reversed-valid loss (paper's)", "ActDiff"][1].startswith("**")
+    assert r"$\Delta$ vs Classification" in (tmp_path / "out" / "tables.tex").read_text()
+
+
+def test_cascade_figure_has_a_panel_per_saliency_method_and_a_curve_per_training_method(tmp_path, drawn):
+    """grad has the whole cascade, ig only its first two steps; the first point is the trained IoU."""
+    path = str(tmp_path / "results.csv")
+    steps = ("fc", "layer4", "layer3", "layer2", "layer1", "conv1")
+    expected = {}
+    for method in ("baseline", "actdiff"):
+        for seed in (1, 2):
+            trained = 0.2 * seed + 0.3 * (method == "actdiff")
+            base = write_run(path, method, seed, test_auc=0.5, iou=trained, iou_chance=0.04)
+            results.append_row(path, dict(base, kind="saliency", saliency="ig", iou=trained + 0.1))
+            for i, layer in enumerate(steps):
+                for sal, offset in (("grad", 0.0), ("ig", 0.1)):
+                    if sal == "grad" or i < 2:
+                        results.append_row(path, dict(base, kind="saliency", saliency=sal, randomized=layer,
+                                                      iou=(trained + offset) / (i + 2), iou_chance=0.05))
+            for sal, offset, n in (("grad", 0.0, 6), ("ig", 0.1, 2)):
+                expected.setdefault((sal, method), []).append([(trained + offset) / (i + 1) for i in range(n + 1)])
+    code, stdout, _ = run(["--results", path, "--out", str(tmp_path / "out")])
+    assert code == 0 and (tmp_path / "out" / "cascade_synthetic_1.0.pdf").exists()
+    fig = drawn["cascade_synthetic_1.0"]
+    assert [ax.get_title().rsplit(": ", 1)[1] for ax in fig.axes] == ["grad", "ig"]
+    for ax, sal, n in zip(fig.axes, ("grad", "ig"), (6, 2)):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["trained", *steps[:n]]
+        curves = {l.get_label(): l.get_ydata() for l in ax.lines}
+        for method in ("baseline", "actdiff"):
+            assert curves[plots.LABELS[method]] == pytest.approx(np.mean(expected[sal, method], axis=0))
+        assert curves["chance IoU"][0] == pytest.approx(0.05)

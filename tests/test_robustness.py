@@ -18,7 +18,8 @@ from test_datasets import write_release
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOLATILE = {"time", "run_id", "seconds", "run_dir", "saliency_seconds"}
-QUICK = ["--n-train", "32", "--n-eval", "16", "--epochs", "3", "--method", "adversarial", "--disc-ratio", "2"]
+QUICK = ["--n-train", "32", "--n-eval", "16", "--epochs", "3", "--method", "adversarial", "--disc-ratio", "2",
+         "--checkpoint-every", "0"]  # a checkpoint after every epoch: kills land between checkpoints
 
 
 def final_row(path):
@@ -61,7 +62,7 @@ class Killed(BaseException):
 def test_a_kill_after_the_first_row_and_before_its_checkpoint_is_resumed_without_a_duplicate(tmp_path,
                                                                                               monkeypatch):
     argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume",
-            "--n-train", "32", "--n-eval", "16", "--epochs", "2"]
+            "--n-train", "32", "--n-eval", "16", "--epochs", "2", "--checkpoint-every", "0"]
     save = train.save_atomic
 
     def die_at_the_first_epoch_checkpoint(obj, path):

@@ -1,10 +1,13 @@
-"""saliency.py: closed forms on linear models, completeness, exact top-k, the scores, score() and the CLI."""
+"""saliency.py: closed forms on linear models, completeness, exact top-k, the scores, the baselines, score() and the CLI."""
+import argparse
+import copy
 import csv
 import inspect
 
 import numpy as np
 import pytest
 import scipy.ndimage
+import scipy.stats
 import torch
 import torch.nn as nn
 
@@ -232,7 +235,111 @@ def test_mean_map_keeps_the_top_half_of_each_smoothed_map_and_averages():
     torch.testing.assert_close(saliency.mean_map(s), torch.stack(single).mean(0))
 
 
+# ------------------------------------------------------------------ baselines
+
+def test_chance_iou_of_masks_counted_by_hand():
+    masks = boxes([0],            # 1 pixel of 4: the random pixel is the mask's w.p. 1/4 (IoU 1), else IoU 0
+                  [1, 2],         # 2 of 4: both right w.p. 1/6 (IoU 1), one w.p. 4/6 (IoU 1/3), none w.p. 1/6
+                  range(4),       # the whole image: any 4 pixels are the mask
+                  size=2)
+    torch.testing.assert_close(saliency.chance_iou(masks), torch.tensor([1 / 4, 7 / 18, 1], dtype=torch.float64))
+
+
+def test_chance_iou_is_per_image_and_leaves_out_empty_masks_as_localisation_does():
+    masks = boxes([3], [], range(10), [0, 5, 6, 7, 15])
+    single = [saliency.chance_iou(masks[i:i + 1]) for i in range(4)]
+    assert [len(c) for c in single] == [1, 0, 1, 1]
+    torch.testing.assert_close(saliency.chance_iou(masks), torch.cat(single))
+
+
+def test_chance_iou_is_the_mean_iou_of_random_top_k_maps():
+    mask = boxes([0, 7, 8, 20, 35], size=6)  # 5 pixels of 36
+    draws = 40_000
+    noise = torch.rand(draws, 1, 6, 6, generator=torch.Generator().manual_seed(0))  # ranks: a uniform 5-subset
+    masks = mask.expand(draws, -1, -1, -1)
+    iou = saliency.localisation(saliency.binarize_top_k(noise, masks), masks)[0]["iou"]
+    standard_error = iou.std().item() / draws ** 0.5
+    assert saliency.chance_iou(mask).item() == pytest.approx(iou.mean().item(), abs=4 * standard_error)
+
+
+@pytest.mark.parametrize("k", [1, 300, 25_000, 224 * 224 - 1])
+def test_chance_iou_is_the_exact_hypergeometric_expectation_at_the_xray_size(k):
+    n = 224 * 224
+    overlap = np.arange(k + 1)
+    expected = np.sum(scipy.stats.hypergeom(n, k, k).pmf(overlap) * overlap / (2 * k - overlap))
+    mask = torch.zeros(1, 1, 224, 224)
+    mask.view(-1)[-k:] = 1
+    assert saliency.chance_iou(mask).item() == pytest.approx(expected, rel=1e-8)
+
+
+def same_weights(a, b):
+    return a.state_dict().keys() == b.state_dict().keys() and all(
+        torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
+def test_the_untrained_network_is_the_one_the_run_started_from_and_the_rng_is_left_alone():
+    torch.manual_seed(7)  # what train.py does with --seed 7 just before building its ResNet18
+    start = ResNet18()
+    state = torch.get_rng_state()
+    assert same_weights(saliency.untrained_model(7), start)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not same_weights(saliency.untrained_model(8), start)
+
+
+def test_untrained_iou_is_reproducible_from_its_seed(test_split):
+    split = datasets.TensorSplit(test_split.x[:40], test_split.y[:40], test_split.mask[:40])
+    torch.manual_seed(0)
+    trained = ResNet18()
+    state = torch.get_rng_state()
+    first, again, other = (saliency.score(trained, split, "grad", untrained_seed=s) for s in (3, 3, 4))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert first["iou_untrained"] == again["iou_untrained"]
+    assert first["iou_untrained"] != other["iou_untrained"]
+    assert first["iou"] == other["iou"]  # the seed draws the baseline only
+
+
+def trained_like_resnet():
+    """A ResNet18 whose every parameter and buffer has moved from its initial value, as training moves them."""
+    torch.manual_seed(0)
+    net = ResNet18()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for t in net.state_dict().values():  # shares storage with the module
+            t.add_(1 + torch.rand(t.shape, generator=g) if t.is_floating_point() else 5)
+    return net
+
+
+def test_each_cascading_step_reinitialises_exactly_its_layer_and_those_above_it():
+    net = trained_like_resnet().train()
+    trained = copy.deepcopy(net.state_dict())
+    re_initialised = [{"fc"}, {"fc", "layer4"}, {"fc", "layer4", "layer3"}, {"fc", "layer4", "layer3", "layer2"},
+                      {"fc", "layer4", "layer3", "layer2", "layer1"},
+                      {"fc", "layer4", "layer3", "layer2", "layer1", "conv1", "bn1"}]  # the stem takes bn1
+    steps = []
+    for (step, randomised), expected in zip(saliency.cascade(net, seed=0), re_initialised, strict=True):
+        steps.append(step)
+        for key, value in randomised.state_dict().items():  # weights, biases, running stats, batch counts
+            assert torch.equal(value, trained[key]) == (key.split(".")[0] not in expected), (step, key)
+    assert steps == list(saliency.CASCADE) == ["fc", "layer4", "layer3", "layer2", "layer1", "conv1"]
+    assert same_weights(net, trained_like_resnet()) and net.training  # the model passed in is untouched
+
+
+def test_the_cascades_weights_come_from_its_seed_and_each_layer_keeps_them_at_later_steps():
+    net = trained_like_resnet()
+    state = torch.get_rng_state()
+    fc_weights = [copy.deepcopy(r.fc.weight) for _, r in saliency.cascade(net, seed=3)]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(w, fc_weights[0]) for w in fc_weights)
+    last = lambda seed: list(saliency.cascade(net, seed))[-1][1]
+    assert same_weights(last(3), last(3)) and not same_weights(last(3), last(4))
+
+
 # ------------------------------------------------------------------ score()
+
+def linear28():
+    """A 28x28 linear model: the untrained baseline's architecture where the trained model is one too."""
+    return Linear(size=28)
+
 
 @pytest.fixture(scope="module")
 def test_split():
@@ -242,11 +349,15 @@ def test_split():
 @pytest.mark.parametrize("method", ["grad", "ig", "occlusion"])
 def test_score_returns_the_results_columns_and_writes_the_npz(tmp_path, test_split, method):
     torch.manual_seed(0)
-    out = saliency.score(Linear(size=28), test_split, method, batch_size=48, out_dir=str(tmp_path))
-    assert set(out) == {"saliency", "iou", "iop", "iot", "n_scored", "n_empty_masks", "saliency_seconds"}
+    out = saliency.score(Linear(size=28), test_split, method, batch_size=48, out_dir=str(tmp_path),
+                         architecture=linear28)
+    assert set(out) == {"saliency", "iou", "iop", "iot", "iou_chance", "iou_untrained", "n_scored",
+                        "n_empty_masks", "saliency_seconds"}
     assert set(out) <= set(results.COLUMNS)
     assert out["saliency"] == method and out["n_scored"] == 64 and out["n_empty_masks"] == 0
-    assert all(0.0 <= out[k] <= 1.0 for k in ("iou", "iop", "iot"))
+    assert all(0.0 <= out[k] <= 1.0 for k in ("iou", "iop", "iot", "iou_chance", "iou_untrained"))
+    positives = test_split.mask[test_split.y == 1]
+    assert out["iou_chance"] == pytest.approx(saliency.chance_iou(positives).mean().item())
     assert out["iop"] == pytest.approx(out["iot"])  # top-k makes |A| = |B|
     with np.load(tmp_path / "saliency.npz") as npz:
         assert {k: npz[k].shape for k in npz.files} == NPZ_SHAPES
@@ -263,8 +374,11 @@ def test_score_leaves_out_and_counts_positives_without_a_mask(test_split):
     mask[unmasked] = 0
     mask[(test_split.y == 0).nonzero().flatten()[:3]] = 0  # negatives are never scored anyway
     split = datasets.TensorSplit(test_split.x, test_split.y, mask)
-    out = saliency.score(Linear(size=28), split, "grad")
+    out = saliency.score(Linear(size=28), split, "grad", architecture=linear28)
     assert out["n_scored"] == 59 and out["n_empty_masks"] == 5
+    # The chance level is averaged over exactly the scored images, as the IoU is.
+    scored = mask[(test_split.y == 1) & (mask.flatten(1).amax(1) > 0)]
+    assert out["iou_chance"] == pytest.approx(saliency.chance_iou(scored).mean().item())
 
 
 # ------------------------------------------------------------------ the CLI
@@ -308,7 +422,8 @@ def test_cli_all_appends_one_row_per_method_and_one_npz_each(trained_run, monkey
     assert [r["saliency"] for r in new] == ["grad", "ig", "occlusion"]
     assert {r["run_id"] for r in new} == {"run-a"} and {r["kind"] for r in new} == {"saliency"}
     final = next(r for r in rows if r["kind"] == "final")
-    assert float(new[0]["iou"]) == pytest.approx(float(final["iou"]))  # grad again on best.pt: the final row's
+    for column in ("iou", "iou_chance", "iou_untrained"):  # grad again on best.pt: the final row's
+        assert float(new[0][column]) == pytest.approx(float(final[column]))
     # The run's own method (grad) keeps <run>/saliency.npz for the figures; the others get their own folder.
     for method, npz in (("grad", run / "saliency.npz"), ("ig", run / "saliency-ig" / "saliency.npz"),
                         ("occlusion", run / "saliency-occlusion" / "saliency.npz")):
@@ -316,17 +431,50 @@ def test_cli_all_appends_one_row_per_method_and_one_npz_each(trained_run, monkey
             assert str(z["saliency"]) == method
 
 
+def copy_run(run, dest, **config):
+    """dest/best.pt: the run's weights under a config changed by `config`."""
+    ckpt = torch.load(run / "best.pt", weights_only=True)
+    ckpt["config"].update(config)
+    dest.mkdir(exist_ok=True)
+    torch.save(ckpt, dest / "best.pt")
+    return dest
+
+
+def test_cli_cascade_appends_one_row_per_step_after_the_normal_row_drawn_from_the_runs_seed(trained_run):
+    run, path = trained_run
+    reseeded = copy_run(run, run.parent / "seed-5", seed=5)
+    before = read(path)
+    assert saliency.cli(["--run", str(reseeded), "--cascade"]) == 0
+    new = read(path)[len(before):]
+    assert [r["randomized"] for r in new] == ["", "fc", "layer4", "layer3", "layer2", "layer1", "conv1"]
+    assert {r["kind"] for r in new} == {"saliency"} and {r["saliency"] for r in new} == {"grad"}
+    normal, steps = new[0], new[1:]
+    assert {r["iou_chance"] for r in steps} == {normal["iou_chance"]}  # the masks' alone
+    assert [r["iou_untrained"] for r in steps] == [""] * 6 and normal["iou_untrained"] != ""
+    # Both the untrained network and the cascade's new weights are drawn from the run's seed, 5.
+    ckpt = saliency.load_run(str(reseeded))
+    net = ResNet18()
+    net.load_state_dict(ckpt["model"])
+    split = datasets.load(argparse.Namespace(**ckpt["config"]))["test"]  # the run's own test images
+    untrained = {s: saliency.score(net, split, "grad", untrained_seed=s)["iou_untrained"] for s in (0, 5)}
+    assert untrained[5] != untrained[0] and float(normal["iou_untrained"]) == pytest.approx(untrained[5])
+    assert float(steps[0]["iou"]) == pytest.approx(next(saliency.score_cascade(net, split, "grad", seed=5))["iou"])
+
+
 BAD = [
     (lambda run, path: ["--run", str(run.parent / "no-such-run")], "--run"),
     (lambda run, path: ["--run", str(run.parent / "broken")], "--run"),
     (lambda run, path: ["--run", str(run), "--results", str(path.parent / "other.csv")], "--results"),
     (lambda run, path: ["--run", str(run), "--saliency", "all", "--ig-steps", "0"], "--ig-steps"),
+    (lambda run, path: ["--run", str(run.parent / "no-seed"), "--cascade"], "--run"),
 ]
 
 
-@pytest.mark.parametrize("argv,flag", BAD, ids=["missing-run", "corrupt-best.pt", "foreign-results", "no-ig-steps"])
+@pytest.mark.parametrize("argv,flag", BAD, ids=["missing-run", "corrupt-best.pt", "foreign-results", "no-ig-steps",
+                                                "no-seed"])
 def test_bad_input_exits_2_with_one_line_and_appends_nothing(trained_run, capsys, argv, flag):
     run, path = trained_run
+    copy_run(run, run.parent / "no-seed", seed=None)
     (run.parent / "broken").mkdir(exist_ok=True)
     (run.parent / "broken" / "best.pt").write_bytes(b"not a checkpoint")
     (path.parent / "other.csv").write_text("a,b\n1,2\n")

@@ -1,5 +1,12 @@
-"""sweep.py's search and seeds phases on tiny synthetic runs: recorded, resumable, concurrent."""
+"""sweep.py's search and seeds phases: on tiny synthetic runs (recorded, resumable, concurrent), and with a fake
+launcher for the pool's scheduling, run directories in use, X-ray caches, GPUs and Slurm options."""
+import math
+import os
+import stat
+import types
+
 import pytest
+import torch
 
 import results
 import sweep
@@ -84,12 +91,198 @@ def test_dry_run_prints_without_running(tmp_path, capsys):
     assert out.count("would run:") == 12 and not csv.exists()
 
 
+def test_dry_run_of_a_search_names_only_the_points_that_need_no_result(tmp_path, capsys):
+    assert sweep.main(["--phase", "search", "seeds", "--method", "actdiff", "--results", str(tmp_path / "r.csv"),
+                       "--budget", "5", "--n-init", "2", "--dry-run", *TINY]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split("--trial ")[1].split()[0] for line in out if line.startswith("would run:")] == ["1", "2"]
+    assert out[-1] == ("search-synthetic-r1.0-actdiff-s0: then 3 trials suggested from the results before them, "
+                       "then the seeds phase with the best of them")
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["--phase", "seeds", "--methods", "dropout"], "--methods"),
     (["--phase", "seeds", "--lr", "-1"], "--lr"),
     (["--method", "baseline"], "--phase"),
+    (["--phase", "seeds", "--slurm-account", "lab"], "--slurm-account"),          # Slurm options need slurm
+    (["--phase", "seeds", "--launcher", "slurm", "--slurm-extra", "constraint"], "--slurm-extra"),
+    (["--phase", "seeds", "--launcher", "slurm", "--mem", "lots"], "--mem"),
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, capsys, argv, needle):
     assert sweep.main([*argv, "--results", str(tmp_path / "r.csv")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err
+
+
+def test_slurm_launcher_without_slurm_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun here
+    assert sweep.main(["--phase", "seeds", "--launcher", "slurm", "--results", str(tmp_path / "r.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--launcher slurm" in err
+
+
+# ---- the pool, with a fake launcher: no training, each "run" appends the final row train.py would
+
+def fake_valid_auc(params):
+    """A made-up score with its best at lr = 3e-4, so that the searches have something to find."""
+    return round(1 - abs(math.log10(params.get("lr", 1e-3)) + 3.5) / 10, 6)
+
+
+class FakeLauncher:
+    """Launcher's interface. Trials end in the order they started (exit code from `codes`, default 0); an ending
+    trial with code 0 gets a final row. `busy` is how many trials were running at each wait."""
+
+    def __init__(self, opts, codes=None, events=None):
+        self.opts, self.codes, self.events = opts, codes or {}, [] if events is None else events
+        self.running, self.started, self.busy = [], [], []
+
+    def start(self, trial):
+        self.running.append(trial)
+        self.started.append(trial.label())
+        self.events.append(("start", trial))
+
+    def wait(self):
+        self.busy.append(len(self.running))
+        trial = self.running.pop(0)
+        code = self.codes.get(trial.label(), 0)
+        if code == 0:
+            s = trial.setting
+            results.append_row(self.opts.results, dict(
+                kind="final", status="ok", sweep_id=trial.sweep_id, trial=trial.trial, seed=trial.seed,
+                dataset=s.dataset, ratio=s.ratio, method=s.method, mask_fill=s.mask_fill, run_dir=trial.out,
+                valid_auc=fake_valid_auc(trial.params), test_auc=0.5, **trial.params))
+        return trial, code
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """sweep.main with FakeLauncher (the last one made is fake.launcher) and no run directory in use."""
+    made = types.SimpleNamespace(codes={}, events=[], launcher=None)
+
+    def launcher(opts):
+        made.launcher = FakeLauncher(opts, made.codes, made.events)
+        return made.launcher
+    monkeypatch.setattr(sweep, "Launcher", launcher)
+    monkeypatch.setattr(sweep.train, "lock_holder", lambda out: None)
+    return made
+
+
+def seeds(csv, *extra):
+    return sweep.main(["--phase", "seeds", "--methods", "baseline", "masked", "--results", str(csv), *extra])
+
+
+def test_one_pool_keeps_every_slot_busy_across_settings(tmp_path, fake):
+    assert seeds(tmp_path / "r.csv", "--seeds", "3", "--jobs", "2") == 0
+    # 2 settings x 3 seeds: draining each setting before the next would leave a slot idle at its last seed
+    assert fake.launcher.busy == [2, 2, 2, 2, 2, 1]
+    assert sorted(fake.launcher.started) == sorted(f"seeds-synthetic-r1.0-{m} seed {s}"
+                                                   for m in ("baseline", "masked") for s in (1, 2, 3))
+    assert seeds(tmp_path / "r.csv", "--seeds", "3", "--jobs", "2") == 0        # all recorded: nothing runs again
+    assert fake.launcher.started == []
+
+
+def test_interleaved_searches_suggest_what_each_search_alone_would(tmp_path, fake):
+    """With a slot per setting, each search runs one trial at a time, as a lone search with --jobs 1 does."""
+    def search(csv, methods, jobs):
+        assert sweep.main(["--phase", "search", "--methods", *methods, "--results", str(csv), "--budget", "4",
+                           "--n-init", "2", "--jobs", jobs]) == 0
+        return {(r["sweep_id"], r["trial"]): (r["lr"], r["mask_blur"]) for r in results.read_rows(str(csv))}
+    together = search(tmp_path / "both.csv", ["baseline", "masked"], "2")
+    assert fake.launcher.busy == [2] * 7 + [1]
+    alone = {**search(tmp_path / "baseline.csv", ["baseline"], "1"), **search(tmp_path / "masked.csv", ["masked"], "1")}
+    assert together == alone and len(together) == 8
+
+
+def test_a_run_directory_in_use_is_skipped_not_failed(tmp_path, fake, monkeypatch, capsys):
+    csv = tmp_path / "r.csv"
+    held = os.path.join(str(tmp_path), "runs", "synthetic-r1.0-baseline-s2")
+    monkeypatch.setattr(sweep.train, "lock_holder", lambda out: "pid 123 on host node7" if out == held else None)
+    assert seeds(csv, "--methods", "baseline", "--seeds", "3") == 0
+    assert fake.launcher.started == ["seeds-synthetic-r1.0-baseline seed 1", "seeds-synthetic-r1.0-baseline seed 3"]
+    assert f"skipped seeds-synthetic-r1.0-baseline seed 2: {held} is in use by pid 123 on host node7" in \
+        capsys.readouterr().out.splitlines()
+    assert [r["seed"] for r in results.read_rows(str(csv))] == ["1", "3"]      # no failed row for seed 2
+
+
+def test_a_held_search_trial_counts_against_the_budget_and_is_not_retried(tmp_path, fake, monkeypatch):
+    monkeypatch.setattr(sweep.train, "lock_holder", lambda out: "pid 9 on host a" if out.endswith("-t2") else None)
+    assert sweep.main(["--phase", "search", "--method", "baseline", "--results", str(tmp_path / "r.csv"),
+                       "--budget", "3", "--n-init", "2"]) == 0
+    assert fake.launcher.started == ["search-synthetic-r1.0-baseline-s0 trial 1",
+                                     "search-synthetic-r1.0-baseline-s0 trial 3"]
+
+
+@pytest.mark.parametrize("holder,exit_code", [("pid 7 on host b", 0), (None, 2)])
+def test_exit_2_is_a_lost_race_for_the_directory_or_a_refusal(tmp_path, fake, monkeypatch, capsys, holder, exit_code):
+    """Exit 2 with the directory now held: another process won it, skip the trial (once). Without a holder,
+    train.py refused the flags: the sweep stops with train.py's one-line reason."""
+    loser = "seeds-synthetic-r1.0-baseline seed 1"
+    fake.codes[loser] = 2
+    monkeypatch.setattr(sweep.train, "lock_holder", lambda out: holder if loser in fake.launcher.started else None)
+    out_dir = tmp_path / "runs" / "synthetic-r1.0-baseline-s1"
+    out_dir.mkdir(parents=True)
+    (out_dir / "train.log").write_text("config: ...\nerror: --lr -1.0 is invalid; pass a positive learning rate\n")
+    assert seeds(tmp_path / "r.csv", "--methods", "baseline", "--seeds", "2") == exit_code
+    out, err = capsys.readouterr()
+    assert fake.launcher.started.count(loser) == 1
+    assert all(r["kind"] != "failed" for r in results.read_rows(str(tmp_path / "r.csv")))
+    if holder:
+        assert f"skipped {loser}: {out_dir} is in use by {holder}" in out.splitlines()
+    else:
+        assert err.strip().splitlines() == [f"error: {loser} was refused by train.py: error: --lr -1.0 is invalid; "
+                                            f"pass a positive learning rate"]
+
+
+def test_each_xray_cache_is_built_once_before_the_trials_that_read_it(tmp_path, fake, monkeypatch):
+    monkeypatch.setattr(sweep.datasets, "load", lambda args: fake.events.append(
+        ("build", (args.dataset, args.ratio, args.data_seed))))
+    assert sweep.main(["--phase", "seeds", "--datasets", "xray", "--ratios", "0.9", "0.5", "--methods", "baseline",
+                       "masked", "--seeds", "2", "--jobs", "3", "--results", str(tmp_path / "r.csv"),
+                       "--cache", str(tmp_path / "cache")]) == 0
+    builds = [key for kind, key in fake.events if kind == "build"]
+    # the cohort is drawn with the data seed, which defaults to the training seed: one cache per ratio and seed
+    assert sorted(builds) == sorted({("xray", r, s) for r in (0.9, 0.5) for s in (1, 2)})
+    for i, (kind, trial) in enumerate(fake.events):
+        if kind == "start":
+            assert ("build", ("xray", trial.setting.ratio, trial.seed)) in fake.events[:i]
+    assert len(fake.launcher.started) == 8
+
+
+# ---- which GPU a local job sees
+
+@pytest.mark.parametrize("visible,count,jobs,extra,expected", [
+    ("2,3", 4, 4, [], ["2", "3", "2", "3"]),                 # the user's GPUs, shared when jobs outnumber them
+    (None, 2, 2, [], ["0", "1"]),                            # no variable: every GPU torch sees
+    (None, 0, 2, [], [None, None]),                          # no GPU: nothing set
+    ("GPU-5c3d,GPU-a1b2", 2, 3, [], ["GPU-5c3d", "GPU-a1b2", "GPU-5c3d"]),  # UUIDs pass through
+    (None, 2, 2, ["--device", "cuda:1"], [None, None]),      # a device named for every trial keeps every GPU
+])
+def test_each_job_slot_gets_one_visible_gpu(tmp_path, monkeypatch, visible, count, jobs, extra, expected):
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    launcher = sweep.Launcher(sweep.parse_args(["--jobs", str(jobs), "--results", str(tmp_path / "r.csv"), *extra]))
+    assert [launcher.env(slot).get("CUDA_VISIBLE_DEVICES") for slot in range(jobs)] == expected
+
+
+# ---- Slurm, through submitit, with stand-ins for srun and sbatch
+
+def test_slurm_options_reach_the_sbatch_script(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("srun", "exit 0"), ("sbatch", "echo Submitted batch job 42")):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    opts = sweep.parse_args(["--phase", "seeds", "--launcher", "slurm", "--partition", "gpu", "--slurm-account", "lab",
+                             "--slurm-qos", "high", "--mem", "16G", "--slurm-extra", "constraint=a100",
+                             "mail-type=END", "--results", str(tmp_path / "r.csv")])
+    sweep.check(opts)
+    trial = sweep.Trial(sweep.Setting("synthetic", 1.0, "baseline"), "seeds-x", 1, {}, str(tmp_path / "run"))
+    sweep.Launcher(opts).start(trial)
+    script = next((tmp_path / "submitit").glob("42_submission.sh")).read_text().splitlines()
+    for line in ("--partition=gpu", "--account=lab", "--qos=high", "--mem=16G", "--constraint=a100",
+                 "--mail-type=END", "--time=1440", "--cpus-per-task=4", "--gpus-per-node=1"):
+        assert f"#SBATCH {line}" in script

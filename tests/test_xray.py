@@ -6,9 +6,12 @@ file names (8-bit PNG for NIH, 16-bit PNG for PadChest, JPEG and DICOM for
 RSNA) and point small subset CSVs at them.
 """
 import argparse
+import ast
 import csv
 import itertools
 import os
+import re
+import shlex
 import shutil
 from fractions import Fraction
 
@@ -21,6 +24,7 @@ from PIL import Image
 import datasets
 import results
 import train
+import xray
 
 SHIPPED_SIZES = {("xray", 0.9): (4998, 552, 2774, 2780), ("xray", 0.5): (5000, 552, 2776, 2776),
                  ("rsna", 0.9): (2426, 268, 1346, 1352), ("rsna", 0.5): (2428, 268, 1348, 1348)}
@@ -36,14 +40,14 @@ def data_args(*argv):
 
 @pytest.fixture(autouse=True)
 def no_data_env(monkeypatch):
-    for _, env in datasets.DIR_FLAGS.values():
+    for _, env in xray.DIR_FLAGS.values():
         monkeypatch.delenv(env, raising=False)
 
 
 @pytest.fixture(scope="module")
 def pools():
     """Every candidate image of both tasks, from the shipped metadata (read once)."""
-    return {name: datasets.candidates(data_args("--dataset", name)) for name in ("xray", "rsna")}
+    return {name: xray.candidates(data_args("--dataset", name)) for name in ("xray", "rsna")}
 
 
 def cells_of(cohort, name):
@@ -77,10 +81,10 @@ def paper_rule(pool, ratio, seed):
 
 @pytest.mark.parametrize("dataset,ratio", list(SHIPPED_SIZES))
 def test_shipped_cohort_sizes_balance_and_reversal(pools, dataset, ratio):
-    cohort = datasets.draw_cohort(dataset, pools[dataset], ratio, seed=0)
+    cohort = xray.draw_cohort(dataset, pools[dataset], ratio, seed=0)
     assert cohort.n == {"xray": 2776, "rsna": 1348}[dataset]
-    assert tuple(len(cohort.splits[s]) for s in datasets.SPLITS) == SHIPPED_SIZES[(dataset, ratio)]
-    for name in datasets.SPLITS:
+    assert tuple(len(cohort.splits[s]) for s in xray.SPLITS) == SHIPPED_SIZES[(dataset, ratio)]
+    for name in xray.SPLITS:
         neg0, pos0, neg1, pos1 = cells_of(cohort, name)
         assert neg0 + neg1 == pos0 + pos1 and neg0 + pos0 == neg1 + pos1   # classes and sites balanced
         in_distribution = name in ("train", "valid_id")
@@ -93,15 +97,15 @@ def test_shipped_cohort_sizes_balance_and_reversal(pools, dataset, ratio):
 
 @pytest.mark.parametrize("patient_split", [False, True])
 def test_every_drawn_image_is_in_exactly_one_split(pools, patient_split):
-    cohort = datasets.draw_cohort("xray", pools["xray"], 0.9, seed=0, patient_split=patient_split)
-    rows = np.sort(np.concatenate([cohort.splits[s] for s in datasets.SPLITS]))
+    cohort = xray.draw_cohort("xray", pools["xray"], 0.9, seed=0, patient_split=patient_split)
+    rows = np.sort(np.concatenate([cohort.splits[s] for s in xray.SPLITS]))
     assert rows.tolist() == list(range(4 * cohort.n))
     assert not cohort.table["file"].duplicated().any()
 
 
 @pytest.mark.parametrize("dataset,ratio", list(SHIPPED_SIZES))
 def test_valid_id_is_a_tenth_of_each_training_cell_so_it_follows_the_training_correlation(pools, dataset, ratio):
-    cohort = datasets.draw_cohort(dataset, pools[dataset], ratio, seed=0)
+    cohort = xray.draw_cohort(dataset, pools[dataset], ratio, seed=0)
     train, valid_id = cells_of(cohort, "train"), cells_of(cohort, "valid_id")
     assert valid_id.tolist() == ((train + valid_id) // 10).tolist()
     assert np.abs(valid_id / valid_id.sum() - train / train.sum()).max() < 0.01  # same share per cell
@@ -111,7 +115,7 @@ def test_valid_id_is_a_tenth_of_each_training_cell_so_it_follows_the_training_co
 @pytest.mark.parametrize("seed", [0, 3])
 def test_valid_id_is_carved_from_the_papers_training_images_and_leaves_valid_and_test_as_they_were(
         pools, dataset, ratio, seed):
-    cohort = datasets.draw_cohort(dataset, pools[dataset], ratio, seed)
+    cohort = xray.draw_cohort(dataset, pools[dataset], ratio, seed)
     paper = paper_rule(pools[dataset], ratio, seed)
     assert files_of(cohort, "valid") == paper["valid"] and files_of(cohort, "test") == paper["test"]
     assert files_of(cohort, "train") | files_of(cohort, "valid_id") == paper["train"]
@@ -119,38 +123,38 @@ def test_valid_id_is_carved_from_the_papers_training_images_and_leaves_valid_and
 
 def test_an_unset_data_seed_draws_the_seed_0_cohort_every_time(pools):
     """--data-seed now defaults to None (train.py fills in --seed); a direct load must stay reproducible."""
-    unset = datasets.draw_cohort("rsna", pools["rsna"], 0.9, seed=None)
-    seed0 = datasets.draw_cohort("rsna", pools["rsna"], 0.9, seed=0)
-    assert all(np.array_equal(unset.splits[s], seed0.splits[s]) for s in datasets.SPLITS)
+    unset = xray.draw_cohort("rsna", pools["rsna"], 0.9, seed=None)
+    seed0 = xray.draw_cohort("rsna", pools["rsna"], 0.9, seed=0)
+    assert all(np.array_equal(unset.splits[s], seed0.splits[s]) for s in xray.SPLITS)
 
 
 def test_quotas_are_exact_where_floats_round_down():
     for n in range(1, 3000):
-        q = datasets.split_quotas(n, 0.9)
+        q = xray.split_quotas(n, 0.9)
         papers_train = np.array([9 * n // 10, n // 10, n // 10, 9 * n // 10])
         assert q["valid_id"].tolist() == (papers_train // 10).tolist()
         assert q["train"].tolist() == (papers_train - papers_train // 10).tolist()
         assert q["valid"].tolist() == [n // 20, 9 * n // 20, 9 * n // 20, n // 20]
         assert sum(q.values()).tolist() == [n] * 4
-    assert int(10 * (1 - 0.9)) == 0 and datasets.split_quotas(10, 0.9)["train"][1] == 1  # the float hazard
+    assert int(10 * (1 - 0.9)) == 0 and xray.split_quotas(10, 0.9)["train"][1] == 1  # the float hazard
 
 
 @pytest.mark.parametrize("ratio", [0.9, 0.5])
 def test_patient_split_leaves_no_patient_in_two_of_the_four_splits(pools, ratio):
-    by_image = datasets.draw_cohort("xray", pools["xray"], ratio, seed=0)
-    by_patient = datasets.draw_cohort("xray", pools["xray"], ratio, seed=0, patient_split=True)
-    patients = {s: set(by_patient.table["patient"].to_numpy()[by_patient.splits[s]]) for s in datasets.SPLITS}
-    for a, b in itertools.combinations(datasets.SPLITS, 2):
+    by_image = xray.draw_cohort("xray", pools["xray"], ratio, seed=0)
+    by_patient = xray.draw_cohort("xray", pools["xray"], ratio, seed=0, patient_split=True)
+    patients = {s: set(by_patient.table["patient"].to_numpy()[by_patient.splits[s]]) for s in xray.SPLITS}
+    for a, b in itertools.combinations(xray.SPLITS, 2):
         assert not patients[a] & patients[b], (a, b)
-    for name in datasets.SPLITS:  # and the same images per cell as the image split
+    for name in xray.SPLITS:  # and the same images per cell as the image split
         assert cells_of(by_patient, name).tolist() == cells_of(by_image, name).tolist()
-    shared = {s: set(by_image.table["patient"].to_numpy()[by_image.splits[s]]) for s in datasets.SPLITS}
+    shared = {s: set(by_image.table["patient"].to_numpy()[by_image.splits[s]]) for s in xray.SPLITS}
     assert shared["train"] & shared["test"] and shared["train"] & shared["valid_id"]  # the paper's by-image split
 
 
 def test_selection_rules_on_the_shipped_metadata(pools):
     pool = pools["xray"]
-    pc = pd.read_csv(datasets._metadata(data_args(), "padchest"), usecols=["ImageID", "Labels"]).set_index("ImageID")
+    pc = pd.read_csv(xray._metadata(data_args(), "padchest"), usecols=["ImageID", "Labels"]).set_index("ImageID")
     labels = pc.loc[pool["file"][pool["source"] == "padchest"], "Labels"]
     y = pool["y"][pool["source"] == "padchest"].to_numpy()
     assert labels[y == 0].str.contains("abnormal").sum() == 0        # 'abnormal foreign body' is not healthy
@@ -165,10 +169,40 @@ def test_summary_cli_needs_no_image_and_shows_valid_id_per_cell(capsys):
     out = capsys.readouterr().out
     assert "n = 1348 per cell" in out and "patients in more than one split: 0" in out
     rows = {line.split()[0]: line.split()[1:6] for line in out.splitlines() if line.split()[:1] in
-            [[s] for s in datasets.SPLITS]}
-    assert list(rows) == list(datasets.SPLITS)
+            [[s] for s in xray.SPLITS]}
+    assert list(rows) == list(xray.SPLITS)
     assert rows["valid_id"] == ["121", "13", "13", "121", "268"]   # a tenth of the paper's 1213/134 training cells
     assert [r[4] for r in rows.values()] == ["2426", "268", "1346", "1352"]
+
+
+# ------------------------------------------------------------------ what to download (--plan)
+
+UNITS = {"nih": r"images_\d{3}\.tar\.gz", "padchest": r"ImageDir \d+", "rsna": r"stage_2_train_images/"}
+
+
+@pytest.mark.parametrize("dataset", ["xray", "rsna"])
+def test_plan_lists_the_files_that_hold_every_candidate_of_each_source(pools, capsys, dataset):
+    assert datasets.cli(["--plan", dataset]) == 0
+    out = capsys.readouterr().out
+    pool = pools[dataset]
+    assert f"pool of {len(pool):,} images" in out  # the pool every seed draws from, not one seed's cohort
+    for source in pool["source"].unique():
+        counts = re.findall(UNITS[source] + r": ([\d,]+)", out)
+        assert sum(int(c.replace(",", "")) for c in counts) == (pool["source"] == source).sum()
+
+
+def test_nih_archive_boundaries_give_archives_of_10000_images_but_the_first_and_last():
+    names = pd.read_csv(xray._metadata(data_args(), "nih"), usecols=["Image Index"])["Image Index"]
+    units = xray.download_units(pd.DataFrame({"source": "nih", "file": names}), "nih")
+    assert list(units) == [f"images_{k:03d}.tar.gz" for k in range(1, 13)]
+    assert list(units.values()) == [4999] + [10000] * 10 + [7121]  # 112,120 images in name order
+
+
+@pytest.mark.parametrize("plan", ["synthetic", "chexpert"])
+def test_plan_of_anything_but_an_xray_dataset_is_a_one_line_error(capsys, plan):
+    assert datasets.cli(["--plan", plan]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--plan {plan!r}" in err and "xray, rsna" in err
 
 
 # ------------------------------------------------------------------ a tree of tiny images
@@ -210,7 +244,7 @@ def tree(tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("xray")
     rng = np.random.default_rng(0)
-    meta = datasets._metadata
+    meta = xray._metadata
     args = data_args()
 
     nih = pd.read_csv(meta(args, "nih"))
@@ -265,7 +299,7 @@ def everything(split):
 def expected_box_mask(boxes, size):
     """Reference for a square source image: the 1024-frame boxes scaled to size, every touched pixel."""
     m = np.zeros((size, size), bool)
-    for x, y, w, h in boxes * size / datasets.RSNA_FRAME:
+    for x, y, w, h in boxes * size / xray.RSNA_FRAME:
         m[int(np.floor(y)):int(np.ceil(y + h)), int(np.floor(x)):int(np.ceil(x + w))] = True
     return m
 
@@ -273,7 +307,7 @@ def expected_box_mask(boxes, size):
 @pytest.mark.parametrize("dataset,ext", [("xray", "jpg"), ("rsna", "jpg"), ("rsna", "dcm")])
 def test_loader_reads_real_formats_with_labels_and_masks(tree, dataset, ext):
     args = data_args(*tree_argv(tree, dataset, ext), "--data-seed", "1")
-    pool, _, cohort = datasets.xray_cohort(args)
+    pool, _, cohort = xray.xray_cohort(args)
     splits = datasets.load(args)
     assert cohort.n == 12
     if dataset == "xray":  # the 'abnormal foreign body' and the lateral image are never drawn
@@ -281,7 +315,7 @@ def test_loader_reads_real_formats_with_labels_and_masks(tree, dataset, ext):
             subset=["Labels"])
         assert len(drawn) == 24 and not drawn["Labels"].str.contains("abnormal").any()
         assert drawn["ViewPosition_DICOM"].eq("POSTEROANTERIOR").all()
-    assert list(splits) == list(datasets.SPLITS)
+    assert list(splits) == list(xray.SPLITS)
     for name, split in splits.items():
         x, y, mask = everything(split)
         assert x.shape == mask.shape == (len(split), 1, 224, 224) and x.dtype == mask.dtype == torch.float32
@@ -289,7 +323,7 @@ def test_loader_reads_real_formats_with_labels_and_masks(tree, dataset, ext):
         assert torch.equal(y, split.y) and y.tolist() == cohort.table["y"].to_numpy()[cohort.splits[name]].tolist()
         assert set(mask.unique().tolist()) <= {0.0, 1.0}
         if dataset == "xray":  # the fixed ellipse on every image
-            assert torch.equal(mask[:, 0], torch.from_numpy(datasets.ellipse_mask(224)).float().expand(len(y), -1, -1))
+            assert torch.equal(mask[:, 0], torch.from_numpy(xray.ellipse_mask(224)).float().expand(len(y), -1, -1))
             continue
         for m, label, row in zip(mask[:, 0], y, cohort.splits[name]):
             if label == 0:
@@ -305,13 +339,13 @@ def test_preprocessing_is_torchxrayvisions(tree):
     raw = np.asarray(Image.open(path))
     assert raw.dtype == np.uint16 and raw.shape == (64, 80)  # 16-bit and not square: the crop matters
     ref = xrv.datasets.XRayResizer(224)(xrv.datasets.XRayCenterCrop()(xrv.datasets.normalize(raw, 65535, True)))
-    assert np.array_equal(datasets.preprocess(datasets.read_image(path, "padchest"), 224), ref[0])
+    assert np.array_equal(xray.preprocess(xray.read_image(path, "padchest"), 224), ref[0])
 
 
 def test_boxes_follow_the_centre_crop():
     """A box in the middle third of a wide image's frame lands where the crop puts it."""
     boxes = np.array([[[512.0, 256.0, 128.0, 512.0]]])   # x, y, w, h in the 1024 frame
-    got = datasets.box_masks(boxes, np.array([[64, 128]]), 64)[0].numpy()  # a 64x128 source: crop 32..96
+    got = xray.box_masks(boxes, np.array([[64, 128]]), 64)[0].numpy()  # a 64x128 source: crop 32..96
     rows, cols = np.flatnonzero(got.any(1)), np.flatnonzero(got.any(0))
     assert (rows[0], rows[-1] + 1) == (16, 48)      # y 256..768 of 1024 -> 16..48 of 64
     assert (cols[0], cols[-1] + 1) == (32, 48)      # x 512..640 of 1024 -> 64..80 of 128, minus the crop's 32
@@ -327,13 +361,13 @@ def test_cache_gives_the_same_tensors_and_is_reused(tree, tmp_path):
     pixels = np.load(tmp_path / "cache" / files[1], mmap_mode="r")
     assert files[1].startswith("rsna-224px-48-") and files[0] == files[1][:-4] + "-shapes.npy"
     assert pixels.dtype == np.float16 and pixels.shape == (48, 224, 224)  # one file for all four splits
-    for name in datasets.SPLITS:
+    for name in xray.SPLITS:
         (x0, y0, m0), (x1, y1, m1) = everything(plain[name]), everything(cached[name])
         assert torch.allclose(x0, x1, rtol=2 ** -10, atol=2 ** -14) and torch.equal(y0, y1) and torch.equal(m0, m1)
     shutil.rmtree(images)  # a second run reads the cache only
     again = datasets.load(data_args(*argv, "--cache", str(tmp_path / "cache")))
     assert sorted(os.listdir(tmp_path / "cache")) == files
-    for name in datasets.SPLITS:
+    for name in xray.SPLITS:
         assert all(torch.equal(a, b) for a, b in zip(everything(cached[name]), everything(again[name])))
     g = torch.Generator().manual_seed(0)  # shuffled batches still pair each image with its label and mask
     x, y, m = next(cached["train"].batches(4, g))
@@ -346,7 +380,7 @@ def test_skip_bad_images_replaces_unreadable_files_and_says_so(tree, tmp_path, c
     shutil.copytree(tree / "padchest", padchest)
     argv = tree_argv(tree, "xray")
     argv[argv.index("--padchest-dir") + 1] = str(padchest)
-    cohort = datasets.xray_cohort(data_args(*argv))[2]
+    cohort = xray.xray_cohort(data_args(*argv))[2]
     victim = cohort.table["file"][cohort.table["source"] == "padchest"].iloc[0]
     path = next(padchest.rglob(victim))
     path.write_bytes(path.read_bytes()[:100])  # a truncated PNG, as in PadChest's known bad files
@@ -357,10 +391,37 @@ def test_skip_bad_images_replaces_unreadable_files_and_says_so(tree, tmp_path, c
     assert str(error.value).startswith("cannot read") and "\n" not in str(error.value)
     splits = datasets.load(data_args(*argv, "--cache", str(tmp_path / "cache"), "--skip-bad-images"))
     assert victim in capsys.readouterr().err
-    assert [len(s) for s in splits.values()] == [len(cohort.splits[s]) for s in datasets.SPLITS]  # replaced
+    assert [len(s) for s in splits.values()] == [len(cohort.splits[s]) for s in xray.SPLITS]  # replaced
     assert (tmp_path / "cache" / "unreadable-xray.txt").read_text() == f"{victim}\n"
-    assert victim not in datasets.xray_cohort(data_args(*argv, "--cache", str(tmp_path / "cache"),
+    assert victim not in xray.xray_cohort(data_args(*argv, "--cache", str(tmp_path / "cache"),
                                                         "--skip-bad-images"))[2].table["file"].tolist()
+
+
+def test_the_plans_cache_command_run_as_printed_builds_the_cache(tree, tmp_path, capsys):
+    folders = ["--rsna-dir", str(tree / "rsna_dcm"), "--rsna-csv", str(tree / "rsna.csv")]
+    assert datasets.cli(["--plan", "rsna", *folders, "--cache", str(tmp_path)]) == 0
+    command = next(line for line in capsys.readouterr().out.splitlines() if "python datasets.py" in line)
+    argv = shlex.split(command.replace("$SEED", "1"))
+    assert argv[:2] == ["python", "datasets.py"] and datasets.cli(argv[2:]) == 0
+    assert [f for f in os.listdir(tmp_path) if not f.endswith("-shapes.npy")][0].startswith("rsna-224px-48-")
+
+
+def test_batches_are_pinned_only_when_asked(tree, tmp_path, monkeypatch):
+    """pin_memory=True is for a CUDA run, which copies with non_blocking=True; a CPU run is left as it was."""
+    argv = [*tree_argv(tree, "rsna"), "--image-size", "32"]
+    cached = datasets.load(data_args(*argv, "--cache", str(tmp_path)))["valid"]
+    decoded = datasets.load(data_args(*argv))["valid"]
+    pinned, loaders = [], []  # no GPU here: record what would be pinned, and what the DataLoader is told
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t: pinned.append(t) or t)
+    loader = torch.utils.data.DataLoader
+    monkeypatch.setattr(torch.utils.data, "DataLoader",
+                        lambda *a, pin_memory, **kw: loaders.append(pin_memory) or loader(*a, **kw))
+    for split in (cached, decoded):
+        list(split.batches(4))
+    assert pinned == [] and loaders == [False]
+    batches = [t for batch in cached.batches(4, pin_memory=True) for t in batch]
+    list(decoded.batches(4, pin_memory=True))
+    assert len(pinned) == len(batches) and all(p is t for p, t in zip(pinned, batches)) and loaders == [False, True]
 
 
 # ------------------------------------------------------------------ through train.py
@@ -404,3 +465,11 @@ def test_missing_data_exits_2_with_one_line_and_leaves_the_csv_untouched(tree, t
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and all(e in err for e in expect), err
     assert path.read_bytes() == before
+
+
+def test_xray_imports_no_module_of_ours_that_imports_it():
+    """datasets.py imports xray.py, so the other way round would be a cycle, even inside a function."""
+    syntax = ast.parse(open(xray.__file__).read())
+    imported = {a.name for node in ast.walk(syntax) if isinstance(node, ast.Import) for a in node.names}
+    imported |= {node.module for node in ast.walk(syntax) if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"datasets", "train", "sweep", "saliency", "plots", "bench", "results"}

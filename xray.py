@@ -1,0 +1,731 @@
+"""The chest X-ray tasks: cohorts drawn from metadata, and the loaders of their images.
+
+The paper's Section 4.3 (Tables 1 and 2): two sources of images, "sites",
+whose identity is correlated with the label in training and anti-correlated
+in validation and test. ``xray`` (site-pathology correlation): NIH
+ChestX-ray8 (site 0) and PadChest (site 1), cardiomegaly vs healthy, masked
+by a fixed centred ellipse. ``rsna`` (view-pathology correlation): RSNA
+Pneumonia PA (site 0) and AP (site 1) views, masked by the pneumonia boxes.
+
+A cohort is drawn from the metadata CSVs torchxrayvision ships, so
+``python datasets.py --dataset xray --summary`` needs no image, and
+``python datasets.py --plan xray`` says which files to download. Its splits
+are the ones datasets.py describes; datasets.py imports this module, never
+the other way round, so the error class both raise lives here.
+"""
+import hashlib
+import importlib.util
+import os
+import shlex
+import sys
+import uuid
+from dataclasses import dataclass
+from fractions import Fraction
+
+# pandas and scikit-image are imported inside the functions that use them: every train.py run
+# imports this module (for its flags), and a synthetic run should not pay ~1 s for them.
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+
+class DataError(ValueError):
+    """Bad data or data location; train.py turns it into a one-line error, exit 2."""
+
+
+# Cells are ordered [site 0 negative, site 0 positive, site 1 negative, site 1 positive].
+SITES = {"xray": ("NIH", "PadChest"), "rsna": ("PA", "AP")}
+DEFAULT_RATIO = {"xray": 0.9, "rsna": 0.9}  # the paper's tables; 0.5 is its "No SPC"/"No VPC" control
+TASKS = {"xray": "cardiomegaly (1) vs healthy (0)", "rsna": "pneumonia (1) vs no pneumonia (0)"}
+CELLS = ("site0 neg", "site0 pos", "site1 neg", "site1 pos")
+SPLITS = ("train", "valid_id", "valid", "test")  # also the order in which a cell's ranked images are dealt
+# valid_id, the in-distribution validation split, is this fraction of each training cell held out of
+# training: the training cells shrink by it, and the paper's valid and test splits stay exactly as they were.
+VALID_ID_FRACTION = 0.1
+MAXVAL = {"nih": 255, "padchest": 65535, "rsna": 255}  # torchxrayvision's white level per source
+RSNA_FRAME = 1024  # RSNA boxes are pixel coordinates of the released 1024x1024 images
+SHIPPED = {"nih": "Data_Entry_2017_v2020.csv.gz",
+           "padchest": "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz",
+           "rsna": "kaggle_stage_2_train_labels.csv.zip",
+           "rsna_views": "kaggle_stage_2_train_images_dicom_headers.csv.gz"}
+DIR_FLAGS = {"nih": ("--nih-dir", "NIH_DIR"), "padchest": ("--padchest-dir", "PADCHEST_DIR"),
+             "rsna": ("--rsna-dir", "RSNA_DIR")}
+EXPECTED = {"nih": "the ChestX-ray8 PNGs named by Data_Entry_2017's 'Image Index' (00000001_000.png, ...), "
+                   "flat or in images_NNN/images/",
+            "padchest": "the PadChest PNGs named by the CSV's ImageID, flat or in their ImageDir subfolders",
+            "rsna": "the RSNA Pneumonia images <patientId>.{ext} (stage_2_train_images)"}
+CACHE_VERSION = "xray-cache-v1"  # bump when the preprocessing below changes
+
+
+# ------------------------------------------------------------ metadata
+
+def _metadata(args, source):
+    """The CSV to read for a source: the --*-csv override, else the copy torchxrayvision ships."""
+    override = getattr(args, {"rsna_views": "rsna_views_csv"}.get(source, f"{source}_csv"), None)
+    if override:
+        return override
+    spec = importlib.util.find_spec("torchxrayvision")
+    if spec is None:
+        raise DataError(f"--{source.replace('_', '-')}-csv is not set and torchxrayvision (which ships "
+                        f"{SHIPPED[source]}) is not installed; pip install -r requirements.txt")
+    return os.path.join(list(spec.submodule_search_locations)[0], "data", SHIPPED[source])
+
+
+def _read_csv(path, flag, columns):
+    import pandas as pd
+    if not os.path.isfile(path):
+        raise DataError(f"{flag} {path}: no such file; pass the metadata CSV (or leave {flag} unset to use "
+                        f"torchxrayvision's copy)")
+    df = pd.read_csv(path, usecols=lambda c: c in columns, low_memory=False)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{flag} {path}: missing the column(s) {', '.join(missing)}")
+    return df
+
+
+def _labels_of(series, sep):
+    """Each row's set of labels: 'A|B' (NIH) or "['a', ' b']" (PadChest), stripped; NaN -> empty."""
+    if sep == "|":
+        return series.fillna("").map(lambda s: {t.strip() for t in s.split("|")})
+    return series.fillna("[]").map(lambda s: {t.strip(" '\"") for t in s.strip("[]").split(",")})
+
+
+def read_nih(path):
+    """NIH ChestX-ray8, every view: positive = 'Cardiomegaly' among the findings, healthy = 'No Finding'."""
+    import pandas as pd
+    df = _read_csv(path, "--nih-csv", ["Image Index", "Finding Labels", "Patient ID"])
+    labels = _labels_of(df["Finding Labels"], "|")
+    pos = labels.map(lambda s: "Cardiomegaly" in s).to_numpy(bool)
+    neg = labels.map(lambda s: s == {"No Finding"}).to_numpy(bool)
+    keep = pos | neg
+    return pd.DataFrame({"source": "nih", "file": df["Image Index"].to_numpy()[keep], "subdir": "",
+                         "patient": "nih:" + df["Patient ID"].astype(str).to_numpy()[keep],
+                         "site": 0, "y": pos[keep].astype(np.int64), "boxes": None})
+
+
+def read_padchest(path):
+    """PadChest PA images (ViewPosition_DICOM contains POSTEROANTERIOR): positive = 'cardiomegaly' among
+    the labels, healthy = the label 'normal' itself (not 'abnormal foreign body'); both -> positive."""
+    import pandas as pd
+    df = _read_csv(path, "--padchest-csv", ["ImageID", "ImageDir", "PatientID", "ViewPosition_DICOM", "Labels"])
+    df = df[df["ViewPosition_DICOM"].fillna("").str.contains("POSTEROANTERIOR", regex=False)]
+    labels = _labels_of(df["Labels"], ",")
+    pos = labels.map(lambda s: "cardiomegaly" in s).to_numpy(bool)
+    neg = labels.map(lambda s: "normal" in s).to_numpy(bool) & ~pos
+    keep = pos | neg
+    return pd.DataFrame({"source": "padchest", "file": df["ImageID"].to_numpy()[keep],
+                         "subdir": df["ImageDir"].astype(str).to_numpy()[keep],
+                         "patient": "padchest:" + df["PatientID"].astype(str).to_numpy()[keep],
+                         "site": 1, "y": pos[keep].astype(np.int64), "boxes": None})
+
+
+def read_rsna(labels_path, views_path, ext):
+    """RSNA Pneumonia (one row per box in the labels CSV) joined with the DICOM headers' ViewPosition."""
+    import pandas as pd
+    rows = _read_csv(labels_path, "--rsna-csv", ["patientId", "x", "y", "width", "height", "Target"])
+    views = _read_csv(views_path, "--rsna-views-csv", ["PatientID", "ViewPosition"])
+    image = rows.groupby("patientId", sort=False)["Target"].max()
+    view = views.drop_duplicates("PatientID").set_index("PatientID")["ViewPosition"].reindex(image.index)
+    if view.isna().any():
+        raise DataError(f"--rsna-views-csv {views_path}: no ViewPosition for {view.isna().sum()} images of "
+                        f"--rsna-csv, e.g. {view.index[view.isna()][0]}")
+    boxed = rows.dropna(subset=["x"])
+    boxes = {pid: g[["x", "y", "width", "height"]].to_numpy(np.float64) for pid, g in boxed.groupby("patientId")}
+    keep = view.isin(["PA", "AP"]).to_numpy()
+    ids = image.index.to_numpy()[keep]
+    return pd.DataFrame({"source": "rsna", "file": [f"{pid}.{ext}" for pid in ids], "subdir": "",
+                         "patient": "rsna:" + ids,  # RSNA's patientId names one image: no patient linkage
+                         "site": (view.to_numpy()[keep] == "AP").astype(np.int64),
+                         "y": image.to_numpy()[keep].astype(np.int64),
+                         "boxes": [boxes.get(pid) for pid in ids]})
+
+
+def candidates(args):
+    """Every image the dataset may draw from, with its site, label and (RSNA) boxes."""
+    import pandas as pd
+    if args.dataset == "xray":
+        pools = [read_nih(_metadata(args, "nih")), read_padchest(_metadata(args, "padchest"))]
+    else:
+        pools = [read_rsna(_metadata(args, "rsna"), _metadata(args, "rsna_views"), args.rsna_ext)]
+    pool = pd.concat(pools, ignore_index=True)
+    if pool["file"].duplicated().any():
+        raise DataError(f"--dataset {args.dataset}: the metadata lists {pool['file'].duplicated().sum()} "
+                        f"images twice, e.g. {pool['file'][pool['file'].duplicated()].iloc[0]}; fix the CSV")
+    return pool
+
+
+# ------------------------------------------------------------ cohorts
+
+def split_quotas(n, ratio):
+    """Images per cell and split: train and valid_id follow the site-label correlation, valid/test reverse it.
+
+    The paper's training quota of a cell is split into train and valid_id =
+    floor(VALID_ID_FRACTION x the paper's quota). Exact rational arithmetic, so
+    that int(n * 0.9) is never one short from 0.8999...
+    """
+    r = Fraction(ratio).limit_denominator(10 ** 6)
+    f = Fraction(VALID_ID_FRACTION).limit_denominator(10 ** 6)
+    major, minor = int(n * r), int(n * (1 - r))
+    v_major, v_minor = int(n * r / 2), int(n * (1 - r) / 2)
+    paper_train = np.array([major, minor, minor, major])
+    valid_id = paper_train * f.numerator // f.denominator
+    valid = np.array([v_minor, v_major, v_major, v_minor])
+    return {"train": paper_train - valid_id, "valid_id": valid_id, "valid": valid, "test": n - paper_train - valid}
+
+
+def _assign_by_patient(patients, cells, quotas, rng):
+    """Split index (into SPLITS) per image such that no patient spans two splits.
+
+    Patients with the most images are placed first, each into a split chosen at
+    random with weight = its room left in the patient's cells; the single-image
+    patients that come last then fill the train, valid_id and valid quotas
+    exactly (test takes whatever remains, so it absorbs any overflow).
+    """
+    uniq, inv = np.unique(patients, return_inverse=True)
+    need = np.zeros((len(uniq), 4), np.int64)
+    np.add.at(need, (inv, cells), 1)
+    order = np.lexsort((rng.random(len(uniq)), -need.sum(1)))
+    room = np.stack([quotas[s] for s in SPLITS]).astype(np.int64)  # (splits, cells)
+    test = SPLITS.index("test")
+    choice = np.empty(len(uniq), np.int64)
+    for p in order:  # cohort building, once per run: a few thousand patients
+        used = need[p] > 0
+        fits = (room >= need[p]).all(1)
+        weight = np.where(fits, room[:, used].min(1), 0).astype(float)
+        s = rng.choice(len(SPLITS), p=weight / weight.sum()) if weight.sum() > 0 else test
+        room[s] -= need[p]
+        choice[p] = s
+    return choice[inv]
+
+
+@dataclass
+class Cohort:
+    """The images a run uses: one table row per image, and each split's sorted row numbers."""
+    dataset: str
+    table: "pandas.DataFrame"   # source, file, subdir, patient, site, y, boxes
+    splits: dict          # split name -> sorted np.ndarray of table rows
+    n: int                # images per cell
+    pools: np.ndarray     # (4,) candidates per cell
+    ratio: float
+    patient_split: bool
+
+    def cells(self):
+        return (2 * self.table["site"] + self.table["y"]).to_numpy()
+
+
+def draw_cohort(dataset, pool, ratio, seed, patient_split=False, exclude=()):
+    """Subsample every cell to n = the smallest cell, then deal the cells out to the SPLITS.
+
+    Every candidate gets a random rank from `seed` before `exclude` (unreadable
+    files) is applied, so leaving a file out only brings in the next-ranked one.
+    By image, a cell's ranks go to train, valid_id, valid, test in turn: valid_id
+    is the tail of the paper's training range, so train is a subset of the
+    paper's training images and valid and test are the paper's, for the same seed.
+    seed None means 0, as for the synthetic data: never a fresh random draw, which
+    would give xray_cohort and load_xray two different cohorts for the same args.
+    """
+    rng = np.random.default_rng(0 if seed is None else seed)
+    rank = rng.random(len(pool))
+    cell = (2 * pool["site"] + pool["y"]).to_numpy()
+    usable = ~pool["file"].isin(set(exclude)).to_numpy()
+    pools = np.bincount(cell[usable], minlength=4)
+    n = int(pools.min())
+    if n == 0:
+        raise DataError(f"--dataset {dataset}: the cell {CELLS[pools.argmin()]} has no images; check the metadata")
+    quotas = split_quotas(n, ratio)
+    chosen = [np.flatnonzero(usable & (cell == c)) for c in range(4)]
+    chosen = [idx[np.argsort(rank[idx], kind="stable")[:n]] for idx in chosen]  # random n, in rank order
+    rows = np.sort(np.concatenate(chosen))
+    if patient_split:
+        split_of = _assign_by_patient(pool["patient"].to_numpy()[rows], cell[rows], quotas, rng)
+    else:
+        split_of = np.empty(len(rows), np.int64)
+        for c, idx in enumerate(chosen):  # the first quota-many ranked images go to train, then valid_id, ...
+            bounds = np.cumsum([quotas[s][c] for s in SPLITS[:-1]])
+            split_of[np.searchsorted(rows, idx)] = np.searchsorted(bounds, np.arange(n), side="right")
+    table = pool.iloc[rows].reset_index(drop=True)
+    splits = {name: np.flatnonzero(split_of == k) for k, name in enumerate(SPLITS)}
+    return Cohort(dataset, table, splits, n, pools, ratio, patient_split)
+
+
+def summary(cohort):
+    """A table of the cohort: n, images per cell and split, balance, patients shared between splits."""
+    import pandas as pd
+    site0, site1 = SITES[cohort.dataset]
+    cell = cohort.cells()
+    lines = [f"dataset {cohort.dataset}: site 0 = {site0}, site 1 = {site1}; label = {TASKS[cohort.dataset]}",
+             f"ratio {cohort.ratio:g}; split by {'patient' if cohort.patient_split else 'image'}",
+             "candidates per cell (site0 neg, site0 pos, site1 neg, site1 pos): " + " ".join(map(str, cohort.pools)),
+             f"n = {cohort.n} per cell ({4 * cohort.n} images); valid_id = {VALID_ID_FRACTION:.0%} of the "
+             f"paper's training images of each cell, held out of train",
+             f"{'':8}" + "".join(f"{c:>11}" for c in CELLS) + f"{'total':>8}{'neg/pos':>12}{'site0/1':>12}"]
+    for name in SPLITS:
+        c = np.bincount(cell[cohort.splits[name]], minlength=4)
+        lines.append(f"{name:8}" + "".join(f"{v:>11}" for v in c) + f"{c.sum():>8}"
+                     f"{f'{c[0] + c[2]}/{c[1] + c[3]}':>12}{f'{c[0] + c[1]}/{c[2] + c[3]}':>12}")
+    split_of = np.empty(len(cohort.table), np.int64)
+    for k, name in enumerate(SPLITS):
+        split_of[cohort.splits[name]] = k
+    per_patient = pd.Series(split_of).groupby(cohort.table["patient"].to_numpy()).nunique()
+    lines.append(f"patients in more than one split: {(per_patient > 1).sum()} of {len(per_patient)}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------ images
+
+def read_image(path, source):
+    """One file -> (H, W) float32 scaled as torchxrayvision does: [0, maxval] -> [-1024, 1024]."""
+    try:
+        if path.endswith(".dcm"):
+            import pydicom  # only the RSNA DICOMs need it; check_args made sure it is installed
+            img = pydicom.dcmread(path).pixel_array
+        else:
+            with Image.open(path) as im:
+                img = np.asarray(im)
+    except Exception as e:  # decoders raise OSError, SyntaxError, ValueError... on broken files
+        detail = " ".join(f"{type(e).__name__}: {e}".split())
+        raise DataError(f"cannot read {path} ({detail}); pass --skip-bad-images to leave unreadable images "
+                        f"out of the cohort")
+    if img.ndim == 3:  # a few NIH PNGs are RGB(A); torchxrayvision keeps the first channel
+        img = img[..., 0]
+    if img.max() > MAXVAL[source]:
+        raise DataError(f"{path}: pixel value {img.max()} above {MAXVAL[source]}, the {source} white level")
+    return (2 * (img.astype(np.float32) / MAXVAL[source]) - 1.0) * 1024
+
+
+def centre_crop(h, w):
+    """torchxrayvision's centre crop of an (h, w) image to a square: (top, left, side); vectorised."""
+    side = np.minimum(h, w)
+    return h // 2 - side // 2, w // 2 - side // 2, side
+
+
+def preprocess(img, size):
+    """(H, W) normalised image -> (size, size) float32: centre crop, then torchxrayvision's resize."""
+    import skimage.transform
+    top, left, side = centre_crop(*img.shape)
+    img = img[top:top + side, left:left + side]
+    return skimage.transform.resize(img, (size, size), mode="constant", preserve_range=True).astype(np.float32)
+
+
+def ellipse_mask(size):
+    """The xray 'mask': the centred ellipse (radii size/2.5) the authors used, a prior, not an annotation."""
+    r = (np.arange(size) - size // 2) / (size / 2.5)
+    return r[:, None] ** 2 + r[None, :] ** 2 < 1
+
+
+def box_masks(boxes, shapes, size):
+    """Union of each image's boxes after the image's crop and resize.  -> (B, size, size) bool
+
+    boxes (B, K, 4): x, y, width, height in the RSNA 1024x1024 frame (NaN = no
+    box), shapes (B, 2): the source images' (H, W); every output pixel a box
+    touches is in the mask.
+    """
+    h, w = shapes[:, 0, None].astype(np.float64), shapes[:, 1, None].astype(np.float64)
+    top, left, side = centre_crop(shapes[:, 0, None], shapes[:, 1, None])
+    scale = size / side
+
+    def span(start, length, extent, offset):  # frame coordinates -> [first, last) output pixel
+        lo = np.floor(((start * extent / RSNA_FRAME) - offset) * scale)
+        hi = np.ceil((((start + length) * extent / RSNA_FRAME) - offset) * scale)
+        lo, hi = np.nan_to_num(lo).clip(0, size), np.nan_to_num(hi).clip(0, size)
+        pix = np.arange(size)
+        return torch.from_numpy((pix >= lo[..., None]) & (pix < hi[..., None])).float()  # (B, K, size)
+
+    rows = span(boxes[..., 1], boxes[..., 3], h, top)
+    cols = span(boxes[..., 0], boxes[..., 2], w, left)
+    return torch.bmm(rows.transpose(1, 2), cols) > 0
+
+
+class Masks:
+    """The masks of a cohort's images, built for a batch at a time from their rows (and source shapes)."""
+
+    def __init__(self, cohort, size):
+        self.size = size
+        self.ellipse = torch.from_numpy(ellipse_mask(size)).float() if cohort.dataset == "xray" else None
+        if cohort.dataset == "rsna":
+            k = max([len(b) for b in cohort.table["boxes"] if b is not None] + [1])
+            self.boxes = np.full((len(cohort.table), k, 4), np.nan)
+            for i, b in enumerate(cohort.table["boxes"]):
+                if b is not None:
+                    self.boxes[i, :len(b)] = b
+
+    def __call__(self, rows, shapes):
+        """rows (B,), shapes (B, 2) -> (B, 1, size, size) float32 in {0, 1}."""
+        if self.ellipse is not None:
+            return self.ellipse.repeat(len(rows), 1, 1, 1)
+        return box_masks(self.boxes[rows], shapes, self.size).unsqueeze(1).float()
+
+
+class CohortImages(torch.utils.data.Dataset):
+    """Item i = cohort image i decoded and preprocessed: (x (1, S, S), y, mask (1, S, S), source shape)."""
+
+    def __init__(self, paths, cohort, masks, size):
+        self.paths, self.sources = paths, cohort.table["source"].to_numpy()
+        self.y = torch.tensor(cohort.table["y"].to_numpy(np.int64))
+        self.masks, self.size = masks, size
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        img = read_image(self.paths[i], self.sources[i])
+        shape = np.array(img.shape)
+        x = torch.from_numpy(preprocess(img, self.size)).unsqueeze(0)
+        return x, self.y[i], self.masks(np.array([i]), shape[None])[0], torch.from_numpy(shape)
+
+
+def _clean_errors(batches):
+    """Re-raise a DataError from a DataLoader worker as its own one-line message."""
+    try:
+        yield from batches
+    except DataError as e:
+        raise DataError(str(e).strip().splitlines()[-1].split("DataError: ", 1)[-1]) from None
+
+
+class ImageSplit:
+    """A split decoded from the image files every epoch by a DataLoader (the uncached path)."""
+
+    def __init__(self, images, rows, workers=0):
+        self.images, self.rows, self.workers = images, rows, workers
+        self.y = images.y[rows]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def batches(self, batch_size, generator=None, pin_memory=False):
+        """(x, y, mask) batches, shuffled when a generator is given; pinned by the loader's own thread."""
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(self.images, self.rows), batch_size=batch_size,
+            shuffle=generator is not None, generator=generator, num_workers=self.workers, pin_memory=pin_memory)
+        for x, y, mask, _ in _clean_errors(loader):
+            yield x, y, mask
+
+
+class CachedSplit:
+    """A split read from the cohort's preprocessed (N, S, S) float16 memmap: one sorted fancy index per batch."""
+
+    def __init__(self, pixels, shapes, rows, y, masks):
+        self.pixels, self.shapes, self.rows, self.masks = pixels, shapes, rows, masks
+        self.y = y[rows]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def batches(self, batch_size, generator=None, pin_memory=False):
+        """(x, y, mask) batches, shuffled when a generator is given."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        for start in range(0, n, batch_size):
+            pos = np.sort(order[start:start + batch_size].numpy())  # rows are sorted: sorted reads
+            rows = self.rows[pos]
+            x = torch.from_numpy(self.pixels[rows]).float().unsqueeze(1)  # (B, 1, S, S)
+            y, mask = self.y[pos], self.masks(rows, self.shapes[rows])
+            if pin_memory:
+                x, y, mask = x.pin_memory(), y.pin_memory(), mask.pin_memory()
+            yield x, y, mask
+
+
+# ------------------------------------------------------------ files and cache
+
+def _dir_value(args, source):
+    """The folder given for a source: its flag, else its environment variable; None when neither is set."""
+    flag, env = DIR_FLAGS[source]
+    return getattr(args, flag[2:].replace("-", "_")) or os.environ.get(env)
+
+
+def _data_dir(args, source):
+    flag, env = DIR_FLAGS[source]
+    root = _dir_value(args, source)
+    expected = EXPECTED[source].format(ext=args.rsna_ext)
+    if not root:
+        raise DataError(f"{flag} is not set (nor {env}); point it at the folder holding {expected}")
+    if not os.path.isdir(root):
+        raise DataError(f"{flag} {root}: no such directory; point it at the folder holding {expected}")
+    return root
+
+
+def _index_tree(root, depth=2):
+    """File name -> path for the files at most `depth` folders below root (not a whole disk by mistake)."""
+    index = {}
+    for folder, subfolders, files in os.walk(root):
+        if os.path.relpath(folder, root).count(os.sep) + 1 >= depth:
+            subfolders.clear()
+        index.update((f, os.path.join(folder, f)) for f in files)
+    return index
+
+
+def locate(args, table):
+    """Full paths of the table's images, plus the names that are missing.
+
+    Tries <dir>/<file> and <dir>/<subdir>/<file>; only if some are missing is
+    the directory tree indexed once (e.g. NIH's images_001/images/ layout).
+    """
+    paths, missing = [], []
+    roots = {s: _data_dir(args, s) for s in table["source"].unique()}
+    index = {}
+    for source, name, sub in zip(table["source"], table["file"], table["subdir"]):
+        root = roots[source]
+        found = next((p for p in (os.path.join(root, name), os.path.join(root, sub, name)) if os.path.isfile(p)),
+                     None)
+        if found is None:
+            if root not in index:
+                index[root] = _index_tree(root)
+            found = index[root].get(name)
+        paths.append(found)
+        if found is None:
+            missing.append((source, name))
+    return paths, missing
+
+
+def _missing_error(args, table, missing):
+    source, name = missing[0]
+    flag, root = DIR_FLAGS[source][0], _dir_value(args, source)
+    count, total = sum(s == source for s, _ in missing), (table["source"] == source).sum()
+    return DataError(f"{flag} {root}: missing {name} ({count} of the cohort's {total} {source} images missing); "
+                     f"expected {EXPECTED[source].format(ext=args.rsna_ext)}"
+                     + ("; or pass --skip-bad-images to leave them out" if count < total else ""))
+
+
+def find_unreadable(paths, sources, workers):
+    """The file names (among `paths`) whose image cannot be decoded, checked in DataLoader workers."""
+    class Check(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(paths)
+
+        def __getitem__(self, i):
+            try:
+                read_image(paths[i], sources[i])
+                return ""
+            except DataError:
+                return os.path.basename(paths[i])
+    loader = torch.utils.data.DataLoader(Check(), batch_size=64, num_workers=workers, collate_fn=list)
+    return [name for batch in tqdm(loader, desc="checking images", leave=False, disable=None)
+            for name in batch if name]
+
+
+def cache_path(cohort, root, size):
+    """<root>/<dataset>-<size>px-<N>-<hash of the file list and preprocessing>.npy"""
+    h = hashlib.sha256(f"{CACHE_VERSION} {size}\n".encode())
+    for source, name in zip(cohort.table["source"], cohort.table["file"]):
+        h.update(f"{source}/{name}\n".encode())
+    return os.path.join(root, f"{cohort.dataset}-{size}px-{len(cohort.table)}-{h.hexdigest()[:16]}.npy")
+
+
+def _shapes_path(path):
+    return path[:-len(".npy")] + "-shapes.npy"
+
+
+def build_cache(images, path, workers):
+    """Decode every cohort image once into an (N, S, S) float16 .npy (+ the source shapes), atomically."""
+    tmp = f"{path}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(images), images.size, images.size))
+    shapes = np.zeros((len(images), 2), np.int64)
+    loader = torch.utils.data.DataLoader(images, batch_size=32, num_workers=workers)
+    try:
+        start = 0
+        for x, _, _, shape in _clean_errors(tqdm(loader, desc="caching images", leave=False, disable=None)):
+            pixels[start:start + len(x)] = x[:, 0].numpy().astype(np.float16)
+            shapes[start:start + len(x)] = shape.numpy()
+            start += len(x)
+        pixels.flush()
+        del pixels
+        np.save(tmp + ".shapes.npy", shapes)
+        os.replace(tmp + ".shapes.npy", _shapes_path(path))  # the pixels file last: its presence = complete
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, tmp + ".shapes.npy"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+
+
+def _bad_list(args):
+    return os.path.join(args.cache, f"unreadable-{args.dataset}.txt") if args.cache else None
+
+
+def xray_cohort(args):
+    """The cohort args describe (from metadata only; honours the unreadable list kept in --cache)."""
+    ratio = DEFAULT_RATIO[args.dataset] if args.ratio is None else args.ratio
+    exclude = set()
+    bad_list = _bad_list(args)
+    if args.skip_bad_images and bad_list and os.path.isfile(bad_list):
+        with open(bad_list) as f:
+            exclude = {line.strip() for line in f if line.strip()}
+        print(f"leaving out {len(exclude)} images recorded as unreadable in {bad_list}", file=sys.stderr)
+    pool = candidates(args)
+    return pool, exclude, draw_cohort(args.dataset, pool, ratio, args.data_seed, args.patient_split, exclude)
+
+
+def load_xray(args):
+    """The SPLITS of --dataset xray or rsna: from the --cache memmap when present, else the files."""
+    pool, exclude, cohort = xray_cohort(args)
+    size, cuda = args.image_size, str(getattr(args, "device", "cpu")).startswith("cuda")
+    workers = args.workers if args.workers is not None else (min(8, os.cpu_count() or 1) if cuda else 0)
+    cached = None
+    if args.cache:
+        try:
+            os.makedirs(args.cache, exist_ok=True)
+        except OSError as e:
+            raise DataError(f"--cache {args.cache}: cannot create it ({e.strerror}); pass a writable directory")
+    checked = set()
+    while True:  # only loops when --skip-bad-images leaves files out and the cohort is redrawn
+        cached = cache_path(cohort, args.cache, size) if args.cache else None
+        if cached and os.path.isfile(cached) and os.path.isfile(_shapes_path(cached)):
+            break  # a cache hit: every image in it was decoded before, none is read now
+        paths, missing = locate(args, cohort.table)
+        bad = [name for _, name in missing]
+        if missing and not args.skip_bad_images:
+            raise _missing_error(args, cohort.table, missing)
+        if args.skip_bad_images:
+            todo = [(p, s) for p, s in zip(paths, cohort.table["source"]) if p is not None and p not in checked]
+            bad += find_unreadable([p for p, _ in todo], [s for _, s in todo], workers)
+            checked.update(p for p, _ in todo)
+        if not bad:
+            break
+        print(f"--skip-bad-images: leaving out {len(bad)} missing or unreadable images: "
+              f"{', '.join(sorted(bad)[:5])}{' ...' if len(bad) > 5 else ''}", file=sys.stderr)
+        exclude |= set(bad)
+        if args.cache:  # remembered, so later runs draw the same cohort without checking every file again
+            with open(_bad_list(args), "a") as f:
+                f.write("".join(f"{name}\n" for name in sorted(bad)))
+        cohort = draw_cohort(args.dataset, pool, cohort.ratio, args.data_seed, args.patient_split, exclude)
+
+    masks = Masks(cohort, size)
+    sizes = ", ".join(f"{name} {len(rows)}" for name, rows in cohort.splits.items())
+    if cached:
+        if not os.path.isfile(cached):
+            build_cache(CohortImages(paths, cohort, masks, size), cached, workers)
+        y = torch.tensor(cohort.table["y"].to_numpy(np.int64))
+        pixels, shapes = np.load(cached, mmap_mode="r"), np.load(_shapes_path(cached))
+        if pixels.shape != (len(cohort.table), size, size) or len(shapes) != len(cohort.table):
+            raise DataError(f"--cache {cached}: holds {pixels.shape}, expected {(len(cohort.table), size, size)}; "
+                            f"delete the file to rebuild it")
+        print(f"{args.dataset}: n = {cohort.n} per cell; {sizes}; cache {cached}", flush=True)
+        return {name: CachedSplit(pixels, shapes, rows, y, masks) for name, rows in cohort.splits.items()}
+    images = CohortImages(paths, cohort, masks, size)
+    print(f"{args.dataset}: n = {cohort.n} per cell; {sizes}; decoding images ({workers} workers)", flush=True)
+    return {name: ImageSplit(images, rows, workers) for name, rows in cohort.splits.items()}
+
+
+
+# ------------------------------------------------------------ flags
+
+def add_arguments(parser):
+    """The chest X-ray flags; datasets.add_arguments adds them after the flags every dataset shares."""
+    x = parser.add_argument_group("chest X-rays (--dataset xray: NIH + PadChest; --dataset rsna: RSNA Pneumonia)")
+    for source, (flag, env) in DIR_FLAGS.items():
+        x.add_argument(flag, default=None, help=f"folder of {EXPECTED[source]} (default: ${env})")
+    x.add_argument("--rsna-ext", choices=("jpg", "dcm"), default="jpg",
+                   help="read the RSNA images as JPEG or DICOM (needs pydicom)")
+    x.add_argument("--nih-csv", default=None,
+                   help="another release of NIH's Data_Entry_2017 (default: torchxrayvision's v2020 copy)")
+    x.add_argument("--padchest-csv", default=None, help="PadChest labels CSV (default: torchxrayvision's copy)")
+    x.add_argument("--rsna-csv", default=None,
+                   help="RSNA stage 2 train labels, one row per box (default: torchxrayvision's copy)")
+    x.add_argument("--rsna-views-csv", default=None,
+                   help="RSNA DICOM headers with PatientID, ViewPosition (default: torchxrayvision's copy)")
+    x.add_argument("--image-size", type=int, default=224, help="side of the square network input")
+    x.add_argument("--patient-split", action="store_true",
+                   help="no patient in two splits (default: split by image, as the paper did)")
+    x.add_argument("--skip-bad-images", action="store_true",
+                   help="leave missing or unreadable images out of the cohort (reported) instead of failing")
+    x.add_argument("--cache", default=None, metavar="DIR",
+                   help="preprocess the cohort once into DIR/<dataset>-<size>px-<N>-<hash>.npy (float16 "
+                        "memmap) and read batches from it")
+    x.add_argument("--workers", type=int, default=None,
+                   help="DataLoader workers decoding images (default 0 on CPU, up to 8 on CUDA)")
+
+
+def check_args(args):
+    """Reject bad X-ray flags with a DataError naming the flag and the fix."""
+    if args.image_size < 8:
+        raise DataError(f"--image-size {args.image_size} is too small; pass at least 8 (the paper used 224)")
+    if args.workers is not None and args.workers < 0:
+        raise DataError(f"--workers {args.workers} is negative; pass 0 (decode in the main process) or more")
+    if args.dataset == "rsna" and args.rsna_ext == "dcm" and importlib.util.find_spec("pydicom") is None:
+        raise DataError("--rsna-ext dcm needs pydicom, which is not installed; pip install pydicom "
+                        "(or read the JPEGs: --rsna-ext jpg)")
+
+
+# ------------------------------------------------------------ what to download
+
+# Each source's official page, the step that gives access, its download (public figures, approximate) and
+# what download_units counts.
+DOWNLOADS = {
+    "nih": ("NIH ChestX-ray8", "https://nihcc.app.box.com/v/ChestXray-NIHCC", "none, a public download",
+            "~42 GB: 12 archives images_001.tar.gz ... images_012.tar.gz, 112,120 PNGs",
+            "archives (by file name, as public loaders map them; NIH lists only the archives' links)"),
+    "padchest": ("PadChest", "https://bimcv.cipf.es/bimcv-projects/padchest/",
+                 "the registration form on that page, and accepting the dataset's research licence (its terms)",
+                 "~1 TB: one zip per ImageDir folder, ~160,000 PNGs", "ImageDir zips (the CSV's ImageDir column)"),
+    "rsna": ("RSNA Pneumonia", "https://www.kaggle.com/c/rsna-pneumonia-detection-challenge",
+             "a Kaggle account, and accepting the competition's rules on its page",
+             "~3.7 GB: 26,684 DICOMs in stage_2_train_images/", "folder (of the cohort's patientIds)"),
+}
+# NIH publishes only its archives' links. Its images are in name order across them, and these are the last
+# names of images_001 ... images_011 as public loaders map them; they cut the shipped Data_Entry's 112,120
+# names into 4,999 + 10 x 10,000 + 7,121 (a test checks it), so images_012 holds the rest.
+NIH_ARCHIVE_LAST = ("00001335_006.png", "00003923_013.png", "00006585_006.png", "00009232_003.png",
+                    "00011558_007.png", "00013774_025.png", "00016051_009.png", "00018387_034.png",
+                    "00020945_049.png", "00024717_000.png", "00028173_002.png")
+
+
+def download_units(pool, source):
+    """{archive, ImageDir zip or folder: how many of the pool's images from `source` it holds}, in order."""
+    files = pool[pool["source"] == source]
+    if source == "nih":
+        unit = np.searchsorted(NIH_ARCHIVE_LAST, files["file"].to_numpy(str)) + 1
+        name = "images_{:03d}.tar.gz"
+    elif source == "padchest":
+        unit, name = files["subdir"].astype(int).to_numpy(), "ImageDir {}"
+    else:
+        unit, name = np.zeros(len(files), int), "stage_2_train_images/"
+    return {name.format(u): int(c) for u, c in zip(*np.unique(unit, return_counts=True))}
+
+
+def plan(args):
+    """What to download for args.dataset, read from the metadata the cohort uses, and how to cache it."""
+    pool = candidates(args)
+    n = int(np.bincount(2 * pool["site"] + pool["y"], minlength=4).min())
+    sources = pool["source"].unique()
+    lines = [f"--dataset {args.dataset}: every --data-seed and --ratio draws from the same candidate pool of "
+             f"{len(pool):,} images,",
+             f"so the files below serve every run; one run uses {4 * n:,} of them (n = {n:,} per site x label cell)."]
+    for source in sources:
+        name, page, access, size, kind = DOWNLOADS[source]
+        y = pool["y"][pool["source"] == source]
+        units = download_units(pool, source)
+        entries = [f"{where}: {count:,}" for where, count in units.items()]
+        width = max(map(len, entries)) + 3
+        per_line = max(1, 90 // width)
+        lines += ["", f"{name}: {len(y):,} candidate images, {(y == 0).sum():,} negative and {(y == 1).sum():,} "
+                      f"positive",
+                  f"  page      {page}", f"  access    {access}", f"  download  {size} (public figures, approximate)",
+                  f"  needed    {len(units)} {kind}; candidate images:"]
+        lines += ["    " + "".join(e.ljust(width) for e in entries[i:i + per_line]).rstrip()
+                  for i in range(0, len(entries), per_line)]
+        lines += [f"  folder    {DIR_FLAGS[source][0]} (or ${DIR_FLAGS[source][1]}), holding",
+                  f"    {EXPECTED[source].format(ext='dcm')}"]
+    q = shlex.quote  # the folders given; the $NAMEs left for the shell to fill in
+    command = ["python datasets.py --dataset", args.dataset]
+    for source in sources:
+        given = _dir_value(args, source)
+        command += [DIR_FLAGS[source][0], q(given) if given else f"${DIR_FLAGS[source][1]}"]
+    for flag in ("nih_csv", "padchest_csv", "rsna_csv", "rsna_views_csv"):
+        if getattr(args, flag):
+            command += ["--" + flag.replace("_", "-"), q(getattr(args, flag))]
+    if args.dataset == "rsna":
+        command += ["--rsna-ext dcm"]  # Kaggle's files are the DICOMs, not torchxrayvision's JPEGs
+    if args.image_size != 224:
+        command += ["--image-size", str(args.image_size)]
+    command += ["--cache", q(args.cache) if args.cache else "$CACHE_DIR", "--data-seed $SEED"]
+    gigabytes = 4 * n * args.image_size ** 2 * 2 / 1e9
+    lines += ["", "Once the files are there, build the cache of each --data-seed the runs use (train.py's --seed "
+                  "unless set),",
+              f"one float16 file of {gigabytes:.1f} GB per seed at {args.image_size} px, and give train.py the same "
+              f"data flags:",
+              "  " + " ".join(command)]
+    if "padchest" in sources:
+        lines.append("A few PadChest PNGs are truncated: add --skip-bad-images here and to every run to leave "
+                     "them out.")
+    return "\n".join(lines)

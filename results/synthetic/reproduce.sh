@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# The v2 synthetic reproduction (issue 13), resumable: rerun it and it continues where it stopped.
+# The v2 synthetic reproduction (issues 13 and 14), resumable: rerun it and it continues where it stopped.
+# RATIO (default 1.0; 0.5 and 0.9 for issue 14) and SEEDS_UP_TO (default 10) pick the runs; all go to one CSV.
 # Seed-major in pairs: seeds 1-2 of all 7 settings, then 3-4, ... `sweep.py --seeds N` runs every seed
-# up to N that has no final row yet, JOBS (default 2) at a time, one thread each.
-# Seeds 1-3 are also scored with integrated gradients and occlusion (about 7 CPU-minutes per run).
+# up to N that has no final row yet, JOBS (default 2) at a time, one thread each. After each pair:
+#   every run:  gradient saliency's cascading randomisation (saliency.py --cascade, about a minute)
+#   seeds 1-3:  integrated gradients and occlusion, with their untrained baselines (about 15 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CSV=results/synthetic/results.csv
-for n in 2 4 6 8 10; do
-  OMP_NUM_THREADS=1 python sweep.py --phase seeds --dataset synthetic --methods all --mask-fills shuffle zero \
-      --seeds "$n" --epochs 20 --patience 20 --jobs "${JOBS:-2}" --results "$CSV"
-  for run in results/synthetic/runs/*-s[123]; do
-    for method in ig occlusion; do
-      # skip what is recorded: a saliency row of this method for this run directory
-      if ! python -c "import results, sys; sys.exit(not any(r['saliency'] == '$method' for r in
-                      results.read_rows('$CSV', kind='saliency', run_dir='$run')))"; then
-        echo "$run $method"
-      fi
-    done
-  done | xargs -r -n 2 -P "${JOBS:-2}" sh -c \
-      'OMP_NUM_THREADS=1 python saliency.py --run "$0" --saliency "$1" --results '"$CSV"
+RATIO=${RATIO:-1.0}
+for n in $(seq 2 2 "${SEEDS_UP_TO:-10}"); do
+  OMP_NUM_THREADS=1 python sweep.py --phase seeds --dataset synthetic --ratios "$RATIO" --methods all \
+      --mask-fills shuffle zero --seeds "$n" --epochs 20 --patience 20 --jobs "${JOBS:-2}" --results "$CSV"
+  # What is not scored yet, one "run-dir method [--cascade]" line each (recorded rows are skipped).
+  python - "$CSV" "$RATIO" <<'PY' | xargs -r -L 1 -P "${JOBS:-2}" sh -c \
+      'OMP_NUM_THREADS=1 python saliency.py --run "$0" --saliency "$1" $2 --results '"$CSV"
+import sys, results
+csv, ratio = sys.argv[1], float(sys.argv[2])
+scored = {(r["run_dir"], r["saliency"], r["randomized"]) for r in results.read_rows(csv, kind="saliency")}
+for r in results.read_rows(csv, kind="final"):
+    if float(r["ratio"]) != ratio or not r["selected_epoch"]:
+        continue
+    if (r["run_dir"], "grad", "conv1") not in scored:
+        print(r["run_dir"], "grad", "--cascade")
+    for method in ("ig", "occlusion"):
+        if int(r["seed"]) <= 3 and (r["run_dir"], method, "") not in scored:
+            print(r["run_dir"], method)
+PY
 done

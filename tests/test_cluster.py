@@ -197,3 +197,28 @@ def test_a_training_run_does_not_import_scikit_learn_or_pandas():
     code = "import sys, train; print(sorted(m for m in ('sklearn', 'pandas', 'matplotlib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------ cuDNN and memory format
+
+def test_cudnn_benchmark_is_on_unless_deterministic_kernels_are_asked_for():
+    train.seed_everything(0, deterministic=False)
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    train.seed_everything(0, deterministic=True)
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+
+
+def test_deterministic_defaults_to_on_for_cpu_and_off_for_cuda_and_is_recorded(tmp_path):
+    assert train.resolve(train.parse_args(["--device", "cpu"])).deterministic is True
+    if torch.cuda.is_available():
+        assert train.resolve(train.parse_args(["--device", "cuda"])).deterministic is False
+    assert train.resolve(train.parse_args(["--device", "cpu", "--no-deterministic"])).deterministic is False
+    final = train.main(train.parse_args(["--results", str(tmp_path / "r.csv"), "--epochs", "1",
+                                         "--no-deterministic", *TINY]))
+    assert final["deterministic"] is False
+
+
+def test_channels_last_only_for_bf16_on_cuda():
+    assert train.memory_format("cuda", "bf16") == torch.channels_last
+    assert train.memory_format("cuda", "fp32") == torch.contiguous_format
+    assert train.memory_format("cpu", "bf16") == torch.contiguous_format

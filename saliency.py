@@ -294,33 +294,24 @@ def untrained_model(seed, architecture=ResNet18):
         return architecture()
 
 
-def _reinitialise(module):
-    """Every submodule's own reset_parameters(): fresh weights; batch norm also forgets its running statistics."""
-    for m in module.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-
-
-def cascade(model, seed):
+def cascade(model, seed, architecture=ResNet18):
     """Cascading randomisation (Adebayo et al. 2018): yield (step, network) for each step of CASCADE.
 
-    At step j the network is a copy of `model` with the layers of steps
-    1..j re-initialised (each module's reset_parameters, drawn once under
-    `seed` on the CPU, so a layer keeps the same random weights at every
-    later step) and every other layer as trained. `model` itself is not
-    modified. The same copy is re-initialised further at the next step:
-    score it before asking for the next one.
+    At step j the network is a copy of `model` whose layers of steps 1..j
+    are those of the network the run started from, `untrained_model(seed)`
+    (random weights, drawn under the run's seed), and every other layer as
+    trained. So a layer keeps the same random weights at every later step,
+    and the last step is exactly the untrained baseline's network: the curve
+    runs from the trained IoU to `iou_untrained`. `model` itself is not
+    modified. The same copy is changed further at the next step: score it
+    before asking for the next one.
     """
     modules = lambda step: CASCADE_MODULES.get(step, (step,))
-    randomised = copy.deepcopy(model).cpu()
-    with _seeded(seed):
-        for step in CASCADE:
-            for name in modules(step):
-                _reinitialise(randomised.get_submodule(name))
+    start = untrained_model(seed, architecture)
     net = copy.deepcopy(model)
     for step in CASCADE:
         for name in modules(step):
-            net.get_submodule(name).load_state_dict(randomised.get_submodule(name).state_dict())
+            net.get_submodule(name).load_state_dict(start.get_submodule(name).state_dict())
         yield step, net
 
 
@@ -417,17 +408,18 @@ def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=No
     return out
 
 
-def score_cascade(model, split, saliency="grad", device="cpu", batch_size=64, ig_steps=IG_STEPS, *, seed=0):
+def score_cascade(model, split, saliency="grad", device="cpu", batch_size=64, ig_steps=IG_STEPS, *, seed=0,
+                  architecture=ResNet18):
     """Yield one results dict per CASCADE step: `score`'s columns for the model randomised down to that step.
 
     Keys: saliency, randomized (the step: the deepest layer re-initialised),
     iou, iop, iot, iou_chance (the same as `score`'s: it depends on the
     masks only), n_scored, n_empty_masks and saliency_seconds (that step's).
     Each step is scored as soon as it is made, so a caller can record it
-    before the next. `seed` draws the new weights: pass the run's seed.
+    before the next. `seed` draws the new weights (`untrained_model`): pass the run's seed.
     """
     explain = _explainer(saliency, ig_steps)
-    for step, net in cascade(model, seed):
+    for step, net in cascade(model, seed, architecture):
         start = time.perf_counter()
         per_image, chance, n_empty = _localise({step: net}, split, explain, batch_size, device)
         yield dict(saliency=saliency, randomized=step, **{k: _mean(v) for k, v in per_image[step].items()},

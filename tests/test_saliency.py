@@ -334,6 +334,12 @@ def test_the_cascades_weights_come_from_its_seed_and_each_layer_keeps_them_at_la
     assert same_weights(last(3), last(3)) and not same_weights(last(3), last(4))
 
 
+def test_the_cascade_ends_at_the_untrained_network_of_the_same_seed():
+    last = list(saliency.cascade(trained_like_resnet(), seed=3))[-1][1]
+    untrained = saliency.untrained_model(3)
+    assert all(torch.equal(v, untrained.state_dict()[k]) for k, v in last.state_dict().items())
+
+
 # ------------------------------------------------------------------ score()
 
 def linear28():

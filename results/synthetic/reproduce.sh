@@ -18,11 +18,11 @@ for n in $(seq 2 2 "${SEEDS_UP_TO:-10}"); do
 import sys, results
 csv, ratio = sys.argv[1], float(sys.argv[2])
 scored = {(r["run_dir"], r["saliency"], r["randomized"]) for r in results.read_rows(csv, kind="saliency")}
-for r in results.read_rows(csv, kind="final"):
-    if float(r["ratio"]) != ratio or not r["selected_epoch"]:
-        continue
+runs = [r for r in results.read_rows(csv, kind="final") if float(r["ratio"]) == ratio and r["selected_epoch"]]
+for r in runs:  # the cheap ones first: a gradient cascade takes a minute, IG or occlusion ten
     if (r["run_dir"], "grad", "conv1") not in scored:
         print(r["run_dir"], "grad", "--cascade")
+for r in runs:
     for method in ("ig", "occlusion"):
         if int(r["seed"]) <= 3 and (r["run_dir"], method, "") not in scored:
             print(r["run_dir"], method)

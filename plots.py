@@ -132,6 +132,11 @@ def load(args):
         if keep:
             df = df[df[col].isin(keep)]
     finals = df[df["kind"] == "final"].drop_duplicates("run_id", keep="last")
+    # saliency.py named its rows by the run directory before it read the run's id: join those (the
+    # saliency rows whose id is no run's) to the run that finished in that directory.
+    orphans = (df["kind"] == "saliency") & ~df["run_id"].isin(finals["run_id"])
+    by_dir = finals.drop_duplicates("run_dir", keep="last").set_index("run_dir")["run_id"]
+    df.loc[orphans, "run_id"] = df.loc[orphans, "run_dir"].map(by_dir).fillna(df.loc[orphans, "run_id"])
     if finals.empty:
         raise results.ResultsError(f"--results {args.results}: no finished runs (kind=final) match the filters")
     ordinary = df[df["kind"].isin(["final", "saliency"]) & df["iou"].notna() & (df["randomized"] == "")]

@@ -483,6 +483,20 @@ def load_run(run):
     return ckpt
 
 
+def run_id_of(run, ckpt):
+    """The run's id as its results rows give it, so a saliency row joins its run's final row.
+
+    best.pt holds it since issue 14's fix; before, only checkpoint.pt did (the small marker a
+    finished run keeps). The directory's name is the last resort, for runs with neither.
+    """
+    if ckpt.get("run_id"):
+        return ckpt["run_id"]
+    try:
+        return torch.load(os.path.join(run, "checkpoint.pt"), map_location="cpu", weights_only=True)["run_id"]
+    except Exception:  # missing, or a mid-run checkpoint with objects weights_only refuses
+        return os.path.basename(os.path.abspath(run))
+
+
 def resolve_device(device):
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -529,7 +543,7 @@ def main(args):
     rows = []
 
     def record(scores):
-        row = dict(columns, run_id=getattr(config, "run_id", None) or os.path.basename(os.path.abspath(run)),
+        row = dict(columns, run_id=run_id_of(run, ckpt),
                    kind="saliency", status="ok", time=time.strftime("%Y-%m-%dT%H:%M:%S"), **scores,
                    **results.environment(device), run_dir=run, selected_epoch=ckpt.get("epoch"))
         results.append_row(path, row)

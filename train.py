@@ -389,11 +389,11 @@ def set_rng_states(states, generator):
     generator.set_state(states["batches"])
 
 
-def save_best(net, args, epoch, out):
+def save_best(net, args, epoch, out, run_id):
     """The new best weights, as a candidate: <out>/best-e<epoch>.pt.next until a checkpoint records
     that epoch as the best (`promote_best`). Writing best.pt itself here could leave it ahead of
     the checkpoint after a kill; a resumed run would then hold the wrong best weights."""
-    save_atomic({"model": net.state_dict(), "config": vars(args), "epoch": epoch},
+    save_atomic({"model": net.state_dict(), "config": vars(args), "epoch": epoch, "run_id": run_id},
                 os.path.join(out, f"best-e{epoch}.pt.next"))
 
 
@@ -511,7 +511,7 @@ def run(args, splits, out, run_id):
         state = dict(initial, **ckpt["state"])  # checkpoints from before a key keep its initial value
         legacy = state.pop("best_weights", None)  # where checkpoints kept them before best.pt was written early
         if legacy is not None:
-            save_atomic({"model": legacy, "config": vars(args), "epoch": state["best"]["epoch"]},
+            save_atomic({"model": legacy, "config": vars(args), "epoch": state["best"]["epoch"], "run_id": run_id},
                         os.path.join(out, BEST))
         print(f"resuming {out} after epoch {state['epoch']}", flush=True)
 
@@ -566,7 +566,7 @@ def run(args, splits, out, run_id):
         # since the last checkpoint, whose rows are then skipped and whose weights come out the same.
         record(args, row, recorded)
         if best_loss:
-            save_best(net, args, epoch, out)
+            save_best(net, args, epoch, out, run_id)
         if stop or epoch == args.epochs or time.time() - last_checkpoint >= args.checkpoint_every:
             save_atomic({"config": vars(args), "run_id": run_id, "model": net.state_dict(), "opt": opt.state_dict(),
                          "method": method.state_dict() if hasattr(method, "state_dict") else None,

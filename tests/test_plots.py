@@ -247,7 +247,8 @@ def test_comparison_with_the_papers_per_seed_results_for_auc_and_each_saliency_m
 def write_run(path, method, seed, ratio=1.0, epochs=(), burn_in=2, **final):
     """One run's rows as train.py writes them: an epoch row per dict in `epochs`, then the final row."""
     run = dict(run_id=f"{method}-s{seed}-r{ratio}", dataset="synthetic", method=method, seed=seed, ratio=ratio,
-               status="ok", mask_fill="shuffle", burn_in=burn_in, epochs=max(len(epochs), 1), run_dir="nowhere")
+               status="ok", mask_fill="shuffle", burn_in=burn_in, epochs=max(len(epochs), 1),
+               run_dir=f"runs/{method}-s{seed}-r{ratio}")
     for i, e in enumerate(epochs, start=1):
         results.append_row(path, dict(run, kind="epoch", epoch=i, **e))
     results.append_row(path, dict(run, kind="final", saliency="grad", **final))
@@ -293,6 +294,19 @@ def test_iou_baselines_come_from_the_row_of_the_saliency_method_shown(tmp_path, 
         chance_line = [l for l in ax.lines if l.get_label().startswith("chance IoU")]
         assert len(chance_line) == 1
         assert chance_line[0].get_xdata()[0] == pytest.approx(np.mean(scores["baseline"][1] + scores["actdiff"][1]))
+
+
+def test_saliency_rows_named_by_their_directory_join_the_run_that_finished_there(tmp_path):
+    """saliency.py once wrote the run directory's name as run_id; such rows still give the run its IoU."""
+    path = str(tmp_path / "results.csv")
+    for method, auc in (("baseline", 0.1), ("actdiff", 0.9)):
+        for seed in (1, 2):
+            rows = write_run(path, method, seed, test_auc=auc + seed / 100, iou=0.4)
+            results.append_row(path, dict(rows, kind="saliency", run_id=f"dir-{method}-{seed}", saliency="ig",
+                                          iou=0.6 + seed / 10))
+    code, stdout, _ = run(["--results", path, "--out", str(tmp_path / "out"), "--saliency", "ig"])
+    assert code == 0
+    assert table_rows(stdout, "synthetic")["ActDiff"][1] == expected_cell([0.7, 0.8])
 
 
 def test_results_without_the_baseline_columns_leave_blank_cells_and_skip_the_cascade(tmp_path):

@@ -411,7 +411,9 @@ def test_cli_appends_one_saliency_row_to_the_runs_csv(trained_run, capsys):
     assert rows[:len(before)] == before and len(rows) == len(before) + 1
     row = rows[-1]
     assert row["kind"] == "saliency" and row["status"] == "ok" and row["saliency"] == "grad"
-    assert row["run_id"] == "run-a" and row["selected_epoch"] == "1" and row["method"] == "baseline"
+    final = next(r for r in rows if r["kind"] == "final")
+    assert row["run_id"] == final["run_id"]  # joins its run's final row
+    assert row["selected_epoch"] == "1" and row["method"] == "baseline"
     assert row["n_scored"] == "16" and all(0.0 <= float(row[k]) <= 1.0 for k in ("iou", "iop", "iot"))
     assert f"iou {float(row['iou']):.3f}" in capsys.readouterr().out
     assert (run / "saliency.npz").exists()
@@ -426,8 +428,8 @@ def test_cli_all_appends_one_row_per_method_and_one_npz_each(trained_run, monkey
     assert rows[:len(before)] == before
     new = rows[len(before):]
     assert [r["saliency"] for r in new] == ["grad", "ig", "occlusion"]
-    assert {r["run_id"] for r in new} == {"run-a"} and {r["kind"] for r in new} == {"saliency"}
     final = next(r for r in rows if r["kind"] == "final")
+    assert {r["run_id"] for r in new} == {final["run_id"]} and {r["kind"] for r in new} == {"saliency"}
     for column in ("iou", "iou_chance", "iou_untrained"):  # grad again on best.pt: the final row's
         assert float(new[0][column]) == pytest.approx(float(final[column]))
     # The run's own method (grad) keeps <run>/saliency.npz for the figures; the others get their own folder.

@@ -501,6 +501,9 @@ def fig_auc_vs_iou(runs, dataset, ratios, corr, out, written, notes):
         if len(chance):  # IoU is on x, so the chance level is a vertical line, its band the runs' spread
             ax.axvline(chance.mean(), color="grey", lw=0.8, ls=":", label="chance IoU (random top-k map)")
             ax.axvspan(chance.min(), chance.max(), color="grey", alpha=0.12, lw=0)
+        untrained = at(runs, dataset, ratio)["iou_untrained"].dropna()
+        if len(untrained):  # what the same saliency gives before any training: the other reference level
+            ax.axvline(untrained.mean(), color="grey", lw=0.8, ls="--", label="untrained network's IoU")
         c = corr.get((dataset, ratio))
         # Three lines, so three panels' titles (one per ratio) fit side by side.
         stat = (f"\nr = {c['r']:.2f} (p = {c['p']:.2g}), n = {c['n']}\n95% CI of r [{c['lo']:.2f}, {c['hi']:.2f}]"

@@ -294,6 +294,8 @@ def test_iou_baselines_come_from_the_row_of_the_saliency_method_shown(tmp_path, 
         chance_line = [l for l in ax.lines if l.get_label().startswith("chance IoU")]
         assert len(chance_line) == 1
         assert chance_line[0].get_xdata()[0] == pytest.approx(np.mean(scores["baseline"][1] + scores["actdiff"][1]))
+        untrained_line = [l for l in ax.lines if l.get_label() == "untrained network's IoU"]
+        assert untrained_line[0].get_xdata()[0] == pytest.approx(np.mean(scores["baseline"][2] + scores["actdiff"][2]))
 
 
 def test_saliency_rows_named_by_their_directory_join_the_run_that_finished_there(tmp_path):

@@ -39,6 +39,7 @@ import datasets
 import losses
 import saliency
 import train
+import xray
 from models import ResNet18
 
 
@@ -133,7 +134,7 @@ def bench_epoch(name, hp, splits, device):
 
 
 def bench_cached_loader(n_images, size=224, batch_size=16):
-    """Images/s that the X-ray loader's --cache path delivers: datasets.CachedSplit over an
+    """Images/s that the X-ray loader's --cache path delivers: xray.CachedSplit over an
     (N, S, S) float16 memmap like the one --cache writes (ellipse masks, shuffled batches)."""
     import tempfile
     import types
@@ -145,8 +146,8 @@ def bench_cached_loader(n_images, size=224, batch_size=16):
         pixels[:] = np.random.default_rng(0).uniform(-1024, 1024, pixels.shape[1:]).astype(np.float16)
         pixels.flush()
         pixels = np.load(os.path.join(tmp, "cache.npy"), mmap_mode="r")
-        masks = datasets.Masks(types.SimpleNamespace(dataset="xray", table=None), size)
-        split = datasets.CachedSplit(pixels, np.full((n_images, 2), 1024), np.arange(n_images),
+        masks = xray.Masks(types.SimpleNamespace(dataset="xray", table=None), size)
+        split = xray.CachedSplit(pixels, np.full((n_images, 2), 1024), np.arange(n_images),
                                      torch.zeros(n_images, dtype=torch.long), masks)
         rates = []
         for _ in range(3):  # the first pass reads from disk, the later ones from the page cache

@@ -39,8 +39,6 @@ import torch
 
 import xray
 from xray import DataError  # raised by both modules; xray.py holds it because it cannot import this one
-# Names plots.py and bench.py still reach through this module.
-from xray import SITES, CachedSplit, Masks, xray_cohort  # noqa: F401
 
 DATASETS = ("synthetic", *xray.SITES)
 DEFAULT_RATIO = {"synthetic": 1.0, **xray.DEFAULT_RATIO}

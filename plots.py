@@ -52,6 +52,7 @@ import datasets  # noqa: E402
 import losses  # noqa: E402
 import results  # noqa: E402
 import saliency  # noqa: E402
+import xray  # noqa: E402
 
 # Table rows: the methods in losses.METHODS order; masked with zero fill is its own row.
 VARIANTS = [v for m in losses.METHODS for v in ((m, "masked_zero") if m == "masked" else (m,))]
@@ -615,7 +616,7 @@ def fig_xray_data(dataset, args, written, notes):
         try:
             dargs = parser.parse_args(["--dataset", dataset, "--ratio", str(ratio)] + shlex.split(args.xray_data))
             dargs.batch_size = 16
-            cohort, train_split = datasets.xray_cohort(dargs)[2], datasets.load(dargs)["train"]
+            cohort, train_split = xray.xray_cohort(dargs)[2], datasets.load(dargs)["train"]
         except datasets.DataError as e:
             notes.append(f"skip: data_{dataset} (Figure 1): {e}")
             return
@@ -637,7 +638,7 @@ def fig_xray_data(dataset, args, written, notes):
             site_means = sums.sum(1) / counts.sum(1)[:, None, None]
         diffs.append(sums[:, 1].sum(0) / counts[:, 1].sum() - sums[:, 0].sum(0) / counts[:, 0].sum())
     fig, axes = plt.subplots(1, 4, figsize=(TEXT_WIDTH, 2.0), layout="constrained")
-    for ax, mean, site in zip(axes, site_means, datasets.SITES[dataset]):
+    for ax, mean, site in zip(axes, site_means, xray.SITES[dataset]):
         ax.imshow(mean, cmap="gray")
         ax.set_title(f"mean {site} image")
     lim = max(np.abs(d).max() for d in diffs) or 1.0

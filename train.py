@@ -24,7 +24,6 @@ import uuid
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 import datasets

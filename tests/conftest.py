@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# One thread: the suite runs beside other work on two cores, where OpenMP threads that
-# outnumber the free cores spin and make each test several times slower.
+# One thread per test process: pytest.ini starts one xdist worker per core, and the suite often runs
+# beside other work, where OpenMP threads that outnumber the free cores spin and slow every test.
 torch.set_num_threads(1)
 
 

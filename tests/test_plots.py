@@ -19,6 +19,9 @@ import plots
 import results
 import train
 
+# One xdist worker runs this whole file, so its module-scoped runs are trained once (pytest.ini).
+pytestmark = pytest.mark.xdist_group("plots")
+
 METHODS = ("baseline", "masked", "actdiff")
 SEEDS = (0, 1)
 FIGURES = ["valid_auc_synthetic", "auc_vs_iou_synthetic", "saliency_synthetic_1.0", "hparam_search", "data_synthetic"]

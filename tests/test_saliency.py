@@ -18,6 +18,9 @@ import train
 from conftest import Linear
 from models import ResNet18
 
+# One xdist worker runs this whole file, so its module-scoped runs are trained once (pytest.ini).
+pytestmark = pytest.mark.xdist_group("saliency")
+
 NPZ_SHAPES = {"mean_map": (28, 28), "mean_input": (28, 28), "mean_mask": (28, 28),
               "maps": (16, 28, 28), "inputs": (16, 28, 28), "masks": (16, 28, 28), "saliency": ()}
 

@@ -11,6 +11,9 @@ import torch
 import results
 import sweep
 
+# One xdist worker runs this whole file, so its module-scoped runs are trained once (pytest.ini).
+pytestmark = pytest.mark.xdist_group("sweep")
+
 TINY = ["--n-train", "32", "--n-eval", "8", "--epochs", "1"]
 
 

@@ -337,6 +337,16 @@ def correlations(runs, notes):
     return out
 
 
+def precision_notes(runs, notes):
+    """Say which precision each setting's runs trained in: ratios may differ (issue 14 allowed bf16 for the
+    no-shift runs), and a setting with both is pooled in every table, so that is said too."""
+    for (dataset, ratio), group in runs.groupby(["dataset", "ratio"]):
+        counts = group["precision"].replace("", "unrecorded").fillna("unrecorded").value_counts()
+        said = ", ".join(f"{n} run(s) in {p}" for p, n in sorted(counts.items()))
+        mixed = "; both are pooled in the tables" if len(counts) > 1 else ""
+        notes.append(f"precision: {dataset} ratio {fmt_ratio(ratio)}: {said}{mixed}")
+
+
 def correlation_table(corr):
     rows = [[d, fmt_ratio(r), str(c["n"]), f"{c['r']:.3f}", f"{c['p']:.3g}", f"[{c['lo']:.3f}, {c['hi']:.3f}]",
              f"{c['rho']:.3f}", f"{c['p_rho']:.3g}"]
@@ -699,6 +709,7 @@ def main(args):
     notes, written, md, tex_tables = [], [], [], []
     notes.append(f"excluded {n_diverged} diverged run(s); {len(runs)} run(s) with status=ok")
     corr = correlations(runs, notes)
+    precision_notes(runs, notes)
     for dataset in sorted(set(runs["dataset"]) | set(trials["dataset"])):
         has_runs = (runs["dataset"] == dataset).any()
         for heading, table, caption in (

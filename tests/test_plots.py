@@ -375,6 +375,19 @@ def test_ratios_sit_side_by_side_in_the_tables_the_correlation_and_the_auc_again
                                       for r in (1.0, 0.9, 0.5)])
 
 
+def test_notes_say_which_precision_each_ratio_trained_in_and_when_one_pools_two(tmp_path):
+    path = str(tmp_path / "results.csv")
+    for seed in (1, 2):
+        write_run(path, "baseline", seed, 1.0, precision="fp32", test_auc=0.1, iou=0.1)
+        write_run(path, "baseline", seed, 0.5, precision="bf16", test_auc=0.9, iou=0.3)
+    write_run(path, "baseline", 3, 0.5, precision="fp32", test_auc=0.8, iou=0.3)
+    code, stdout, _ = run(["--results", path, "--out", str(tmp_path / "out")])
+    assert code == 0
+    notes = [line for line in stdout.splitlines() if line.startswith("- precision:")]
+    assert notes == ["- precision: synthetic ratio 0.5: 2 run(s) in bf16, 1 run(s) in fp32; both are pooled in the tables",
+                     "- precision: synthetic ratio 1.0: 2 run(s) in fp32"]
+
+
 def rule_epochs(test_auc):
     """Four epoch rows (burn-in 2) where each rule picks a different epoch: epoch 1 looks best to every rule
     but is never eligible; highest valid AUC is epoch 3; lowest valid_id loss is epoch 4."""

@@ -405,7 +405,8 @@ def paper_comparison(runs, dataset, ratio, path):
 def save(fig, out, name, written):
     for ext in ("png", "pdf"):
         path = os.path.join(out, f"{name}.{ext}")
-        fig.savefig(path, dpi=200, bbox_inches="tight")
+        # No creation date in the PDF: a redrawn figure with the same data is then the same file (small diffs).
+        fig.savefig(path, dpi=200, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else None)
         written.append(path)
     plt.close(fig)
 

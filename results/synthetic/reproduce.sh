@@ -2,6 +2,7 @@
 # The v2 synthetic reproduction (issues 13 and 14), resumable: rerun it and it continues where it stopped.
 # RATIO (default 1.0; 0.5 and 0.9 for issue 14) and SEEDS_UP_TO (default 10) pick the runs; all go to one CSV.
 # AMP=bf16 trains under bfloat16 autocast (train.py --amp; the rows record it); saliency stays fp32.
+# CSV (default results/synthetic/results.csv) puts a separate experiment, e.g. a bf16 bridge, elsewhere.
 # Seed-major in pairs: seeds 1-2 of all 7 settings, then 3-4, ... `sweep.py --seeds N` runs every seed
 # up to N that has no final row yet, JOBS (default 2) at a time, one thread each. After each pair:
 #   every run:  gradient saliency's cascading randomisation (saliency.py --cascade, about a minute)
@@ -9,7 +10,7 @@
 #               (about 25 minutes a run; IG_SEEDS=0 skips them)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-CSV=results/synthetic/results.csv
+CSV=${CSV:-results/synthetic/results.csv}  # the run directories go beside it, in runs/
 RATIO=${RATIO:-1.0}
 for n in $(seq 2 2 "${SEEDS_UP_TO:-10}"); do
   OMP_NUM_THREADS=1 python sweep.py --phase seeds --dataset synthetic --ratios "$RATIO" --methods all \

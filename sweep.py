@@ -372,13 +372,15 @@ def gpu_for_slot(slot, visible):
 
 
 def slurm_extra(items):
-    """--slurm-extra KEY=VALUE ... as submitit's slurm_additional_parameters: sbatch options, values as strings."""
+    """--slurm-extra KEY=VALUE or KEY ... as submitit's slurm_additional_parameters: sbatch options, values as
+    strings; a bare KEY is an option without a value (submitit writes True as `#SBATCH --KEY`)."""
     extra = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not key or not sep:
-            raise UsageError(f"--slurm-extra {item!r} is not KEY=VALUE; pass sbatch options such as constraint=a100")
-        extra[key] = value
+        if not key or key.startswith("-"):
+            raise UsageError(f"--slurm-extra {item!r}: give an sbatch option without its dashes, as KEY=VALUE "
+                             f"(constraint=a100) or KEY (exclusive)")
+        extra[key] = value if sep else True
     return extra
 
 
@@ -493,8 +495,8 @@ def parse_args(argv=None):
     s.add_argument("--slurm-account", default=None, help="the account jobs are charged to (sbatch --account)")
     s.add_argument("--slurm-qos", default=None, help="quality of service (sbatch --qos)")
     s.add_argument("--mem", default=None, help="memory per job as sbatch --mem takes it: 16G, 16000M, ...")
-    s.add_argument("--slurm-extra", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="more sbatch options, e.g. constraint=a100 mail-type=END")
+    s.add_argument("--slurm-extra", nargs="+", default=[], metavar="KEY[=VALUE]",
+                   help="more sbatch options, e.g. constraint=a100 mail-type=END exclusive")
     p.add_argument("--dry-run", action="store_true", help="print the trials it would run")
     opts, passthrough = p.parse_known_args(argv)
     opts.passthrough = passthrough

@@ -108,7 +108,8 @@ def test_dry_run_of_a_search_names_only_the_points_that_need_no_result(tmp_path,
     (["--phase", "seeds", "--lr", "-1"], "--lr"),
     (["--method", "baseline"], "--phase"),
     (["--phase", "seeds", "--slurm-account", "lab"], "--slurm-account"),          # Slurm options need slurm
-    (["--phase", "seeds", "--launcher", "slurm", "--slurm-extra", "constraint"], "--slurm-extra"),
+    (["--phase", "seeds", "--launcher", "slurm", "--slurm-extra", "=a100"], "--slurm-extra"),
+    (["--phase", "seeds", "--launcher", "slurm", "--slurm-extra=--exclusive"], "--slurm-extra"),  # dashes given
     (["--phase", "seeds", "--launcher", "slurm", "--mem", "lots"], "--mem"),
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, capsys, argv, needle):
@@ -281,11 +282,11 @@ def test_slurm_options_reach_the_sbatch_script(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     opts = sweep.parse_args(["--phase", "seeds", "--launcher", "slurm", "--partition", "gpu", "--slurm-account", "lab",
                              "--slurm-qos", "high", "--mem", "16G", "--slurm-extra", "constraint=a100",
-                             "mail-type=END", "--results", str(tmp_path / "r.csv")])
+                             "mail-type=END", "exclusive", "--results", str(tmp_path / "r.csv")])
     sweep.check(opts)
     trial = sweep.Trial(sweep.Setting("synthetic", 1.0, "baseline"), "seeds-x", 1, {}, str(tmp_path / "run"))
     sweep.Launcher(opts).start(trial)
     script = next((tmp_path / "submitit").glob("42_submission.sh")).read_text().splitlines()
     for line in ("--partition=gpu", "--account=lab", "--qos=high", "--mem=16G", "--constraint=a100",
-                 "--mail-type=END", "--time=1440", "--cpus-per-task=4", "--gpus-per-node=1"):
+                 "--mail-type=END", "--exclusive", "--time=1440", "--cpus-per-task=4", "--gpus-per-node=1"):
         assert f"#SBATCH {line}" in script

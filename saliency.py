@@ -43,10 +43,12 @@ import argparse
 import contextlib
 import copy
 import functools
+import hashlib
 import os
 import sys
 import tempfile
 import time
+import zipfile
 
 import numpy as np
 import torch
@@ -377,8 +379,38 @@ def _explainer(saliency, ig_steps):
     return functools.partial(SALIENCY[saliency], steps=ig_steps) if saliency == "ig" else SALIENCY[saliency]
 
 
+def _untrained_key(untrained, split, saliency, ig_steps, batch_size, device):
+    """A digest of everything the untrained network's scores depend on.
+
+    That is the scoring code (this file and the architecture's module), torch's
+    version and the device type, the method and its steps, the network's
+    weights and every image, label and mask scored. Any edit to the code makes
+    a new key, so a stale score is never read back.
+    """
+    h = hashlib.sha256()
+    for path in (__file__, sys.modules[type(untrained).__module__].__file__):
+        with open(path, "rb") as f:
+            h.update(f.read())
+    h.update(f"{torch.__version__} {torch.device(device).type} {saliency} "
+             f"{ig_steps if saliency == 'ig' else ''} {batch_size}".encode())
+    tensors = list(untrained.state_dict().values()) + [t for batch in split.batches(batch_size) for t in batch]
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def _read_cached(path):
+    """The cached per-image scores at `path` ({"iou", "iop", "iot"} -> tensor), or None: absent or unreadable
+    (then they are computed again and the file rewritten)."""
+    try:
+        with np.load(path) as npz:
+            return {k: torch.from_numpy(npz[k]) for k in ("iou", "iop", "iot")}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
 def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=None, ig_steps=IG_STEPS, *,
-          untrained_seed=0, architecture=ResNet18):
+          untrained_seed=0, architecture=ResNet18, untrained_cache=None):
     """Localisation of `saliency` on the positive images of `split` that have a mask, with its baselines.
 
     `model` must already be on `device` (its train/eval mode is left as it
@@ -392,15 +424,30 @@ def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=No
     left out for an empty mask) and saliency_seconds (all of it, the
     untrained network's pass included). With `out_dir`, also writes
     <out_dir>/saliency.npz of the trained model's maps (see `_write_npz`).
+
+    With `untrained_cache` (a directory), the untrained network's per-image
+    scores are kept there under a digest of all they depend on
+    (`_untrained_key`) and read back instead of recomputed. The runs of one
+    seed share that network and their test images, so scoring a seed's seven
+    settings with integrated gradients costs 8 passes instead of 14.
     """
     start = time.perf_counter()
     untrained = untrained_model(untrained_seed, architecture).to(device)
+    cache = cached = None
+    if untrained_cache is not None:
+        cache = os.path.join(untrained_cache, _untrained_key(untrained, split, saliency, ig_steps, batch_size,
+                                                             device) + ".npz")
+        cached = _read_cached(cache)
+    models = {"trained": model} if cached else {"trained": model, "untrained": untrained}
     figures = _Figures() if out_dir is not None else None
-    per_image, chance, n_empty = _localise({"trained": model, "untrained": untrained}, split,
-                                           _explainer(saliency, ig_steps), batch_size, device, figures)
+    per_image, chance, n_empty = _localise(models, split, _explainer(saliency, ig_steps), batch_size, device,
+                                           figures)
+    if cache is not None and cached is None:
+        os.makedirs(untrained_cache, exist_ok=True)
+        _write_npz(cache, **{k: v.numpy() for k, v in per_image["untrained"].items()})
     n = len(chance)
     out = dict(saliency=saliency, **{k: _mean(v) for k, v in per_image["trained"].items()},
-               iou_chance=_mean(chance), iou_untrained=_mean(per_image["untrained"]["iou"]),
+               iou_chance=_mean(chance), iou_untrained=_mean((cached or per_image["untrained"])["iou"]),
                n_scored=n, n_empty_masks=n_empty)
     if figures is not None and n:
         _write_npz(os.path.join(out_dir, "saliency.npz"), saliency=np.array(saliency), **figures.arrays(n))
@@ -462,6 +509,9 @@ def parse_args(argv=None):
                    help="also score the cascading randomisation (Adebayo et al. 2018), one more row per "
                         "re-initialised layer, after the normal rows")
     p.add_argument("--results", default=None, help="results CSV to append to (default: the run's own)")
+    p.add_argument("--untrained-cache", default=None, metavar="DIR",
+                   help="where the untrained network's scores are kept for the other runs of the same seed "
+                        "(default: untrained-saliency/ beside the run directory; 'none' keeps nothing)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     return p.parse_args(argv)
 
@@ -539,6 +589,8 @@ def main(args):
     net.to(device)
     splits = datasets.load(config)
     methods = tuple(SALIENCY) if args.saliency == "all" else (args.saliency,)
+    cache = args.untrained_cache or os.path.join(os.path.dirname(os.path.abspath(run)), "untrained-saliency")
+    cache = None if cache == "none" else cache
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
     rows = []
 
@@ -557,7 +609,7 @@ def main(args):
         out_dir = run if same else os.path.join(run, f"saliency-{method}")
         os.makedirs(out_dir, exist_ok=True)
         scores = score(net, splits["test"], method, device, out_dir=out_dir, ig_steps=args.ig_steps,
-                       untrained_seed=seed)
+                       untrained_seed=seed, untrained_cache=cache)
         record(scores)
         detail = f" ({args.ig_steps} steps)" if method == "ig" else ""
         print(f"{method}{detail} saliency on {scores['n_scored']} positive test images: iou {fmt(scores['iou'])}  "

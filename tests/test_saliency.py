@@ -3,6 +3,7 @@ import argparse
 import copy
 import csv
 import inspect
+import os
 
 import numpy as np
 import pytest
@@ -390,6 +391,33 @@ def test_score_leaves_out_and_counts_positives_without_a_mask(test_split):
     assert out["iou_chance"] == pytest.approx(saliency.chance_iou(scored).mean().item())
 
 
+def test_the_untrained_networks_scores_are_computed_once_per_seed_and_split_then_read_back(tmp_path, test_split,
+                                                                                            monkeypatch):
+    """The seven runs of a seed share their untrained network and test images: with a cache, only the first
+    scoring pays for the untrained pass. Another seed, other images or a damaged file compute it again."""
+    passes, localise = [], saliency._localise
+    monkeypatch.setattr(saliency, "_localise", lambda models, *a, **k: (passes.append(sorted(models)),
+                                                                       localise(models, *a, **k))[1])
+    cache = tmp_path / "cache"
+
+    def untrained_iou(split, seed=3):
+        torch.manual_seed(len(passes))  # a different trained model every time: it must not matter
+        return saliency.score(Linear(size=28), split, "ig", untrained_seed=seed, architecture=linear28,
+                              untrained_cache=str(cache), ig_steps=4)["iou_untrained"]
+
+    first = untrained_iou(test_split)
+    assert untrained_iou(test_split) == first and passes == [["trained", "untrained"], ["trained"]]
+    assert saliency.score(Linear(size=28), test_split, "ig", untrained_seed=3, architecture=linear28,
+                          ig_steps=4)["iou_untrained"] == first  # what the cache holds is what is computed
+    assert untrained_iou(test_split, seed=4) != first and passes[-1] == ["trained", "untrained"]
+    shifted = datasets.TensorSplit(test_split.x.roll(1, dims=-1), test_split.y, test_split.mask)
+    untrained_iou(shifted)
+    assert passes[-1] == ["trained", "untrained"] and len(list(cache.iterdir())) == 3
+    for f in cache.iterdir():
+        f.write_bytes(b"not an npz")
+    assert untrained_iou(test_split) == first and passes[-1] == ["trained", "untrained"]
+
+
 # ------------------------------------------------------------------ the CLI
 
 @pytest.fixture(scope="module")
@@ -440,6 +468,20 @@ def test_cli_all_appends_one_row_per_method_and_one_npz_each(trained_run, monkey
                         ("occlusion", run / "saliency-occlusion" / "saliency.npz")):
         with np.load(npz) as z:
             assert str(z["saliency"]) == method
+
+
+def test_cli_keeps_the_untrained_scores_beside_the_run_or_where_told_or_nowhere(trained_run, tmp_path):
+    run, _ = trained_run
+    beside = run.parent / "untrained-saliency"
+    untrained = {}
+    for where, flags in (("beside", []), ("told", ["--untrained-cache", str(tmp_path / "told")]),
+                         ("nowhere", ["--untrained-cache", "none"])):
+        listed = sorted(beside.iterdir()) if beside.exists() else []
+        assert saliency.cli(["--run", str(run), "--results", str(tmp_path / f"{where}.csv"), *flags]) == 0
+        untrained[where] = read(tmp_path / f"{where}.csv")[0]["iou_untrained"]
+        assert beside.exists() and (where == "beside" or sorted(beside.iterdir()) == listed)
+    assert len(list((tmp_path / "told").glob("*.npz"))) == 1 and not os.path.exists("none")
+    assert len(set(untrained.values())) == 1
 
 
 def copy_run(run, dest, **config):

@@ -593,11 +593,12 @@ def main(args):
     cache = None if cache == "none" else cache
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
     rows = []
+    env = results.environment(device)  # read once, now: the code that scores is the code this process loaded
 
     def record(scores):
         row = dict(columns, run_id=run_id_of(run, ckpt),
                    kind="saliency", status="ok", time=time.strftime("%Y-%m-%dT%H:%M:%S"), **scores,
-                   **results.environment(device), run_dir=run, selected_epoch=ckpt.get("epoch"))
+                   **env, run_dir=run, selected_epoch=ckpt.get("epoch"))
         results.append_row(path, row)
         rows.append(row)
 

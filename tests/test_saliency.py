@@ -484,6 +484,15 @@ def test_cli_keeps_the_untrained_scores_beside_the_run_or_where_told_or_nowhere(
     assert len(set(untrained.values())) == 1
 
 
+def test_every_row_of_one_scoring_names_the_commit_its_process_started_on(trained_run, tmp_path, monkeypatch):
+    """A checkout while a long scoring runs must not relabel its later rows: the process runs the old code."""
+    run, _ = trained_run
+    commits = iter(f"commit-{i}" for i in range(100))
+    monkeypatch.setattr(results, "git_commit", lambda: next(commits))
+    assert saliency.cli(["--run", str(run), "--cascade", "--results", str(tmp_path / "r.csv")]) == 0
+    assert {r["git_commit"] for r in read(tmp_path / "r.csv")} == {"commit-0"}
+
+
 def copy_run(run, dest, **config):
     """dest/best.pt: the run's weights under a config changed by `config`."""
     ckpt = torch.load(run / "best.pt", weights_only=True)

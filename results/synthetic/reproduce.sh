@@ -6,10 +6,12 @@
 # Seed-major: `sweep.py --seeds N` runs every seed up to N of all 7 settings that has no final row yet,
 # JOBS (default 2) at a time, one thread each. Then it scores what is not scored yet:
 #   every run:  gradient saliency's cascading randomisation (saliency.py --cascade, about a minute)
-#   seeds up to IG_SEEDS (default 3): integrated gradients and occlusion, with their untrained baselines
-#               (16 and 8 minutes a run, half that when the seed's untrained scores are cached; 0: none)
-# IG and occlusion read the run's best.pt, which is not committed and may not survive a change of machine,
-# so seeds up to IG_SEEDS stop for scoring one at a time; later seeds go in pairs.
+#   IG_SEEDS runs (default 3) of each setting, the lowest seeds: integrated gradients and occlusion, with
+#               their untrained baselines (16 and 8 minutes a run, a third of that when the seed's untrained
+#               scores are cached; 0: none)
+# Scoring reads the run's best.pt, which is not committed and may not survive a change of machine: so
+# seeds up to IG_SEEDS stop for scoring one at a time (later seeds go in pairs), and a run whose best.pt
+# is not here is left out, its IG and occlusion going to the next seed of its setting instead.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CSV=${CSV:-results/synthetic/results.csv}  # the run directories go beside it, in runs/
@@ -24,16 +26,27 @@ for n in $(seq 1 "$UP_TO"); do
   # What is not scored yet, one "run-dir method [--cascade]" line each (recorded rows are skipped).
   python - "$CSV" "$RATIO" "$IG" <<'PY' | xargs -r -L 1 -P "${JOBS:-2}" sh -c \
       'OMP_NUM_THREADS=1 python saliency.py --run "$0" --saliency "$1" $2 --results '"$CSV"
-import sys, results
+import collections, os, sys, results
 csv, ratio, ig_seeds = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 scored = {(r["run_dir"], r["saliency"], r["randomized"]) for r in results.read_rows(csv, kind="saliency")}
-runs = [r for r in results.read_rows(csv, kind="final") if float(r["ratio"]) == ratio and r["selected_epoch"]]
-for r in runs:  # the cheap ones first: a gradient cascade takes a minute, IG 16, occlusion 8
-    if (r["run_dir"], "grad", "conv1") not in scored:
-        print(r["run_dir"], "grad", "--cascade")
+runs = sorted((r for r in results.read_rows(csv, kind="final") if float(r["ratio"]) == ratio and r["selected_epoch"]),
+              key=lambda r: int(r["seed"]))
+missing = lambda r: [m for m in ("ig", "occlusion") if (r["run_dir"], m, "") not in scored]
+# IG and occlusion on IG_SEEDS runs of each setting: those scored already, then the lowest seeds left here.
+count = collections.Counter((r["method"], r["mask_fill"]) for r in runs if not missing(r))
+todo = []
 for r in runs:
-    for method in ("ig", "occlusion"):
-        if int(r["seed"]) <= ig_seeds and (r["run_dir"], method, "") not in scored:
-            print(r["run_dir"], method)
+    setting = (r["method"], r["mask_fill"])
+    wanted = [("grad", "--cascade")] if (r["run_dir"], "grad", "conv1") not in scored else []
+    ig = bool(missing(r)) and count[setting] < ig_seeds
+    wanted += [(m, "") for m in missing(r)] if ig else []
+    if wanted and not os.path.exists(os.path.join(r["run_dir"], "best.pt")):
+        # Scoring reads best.pt, which is not committed: a run trained on another machine is left out.
+        print(f"reproduce.sh: {r['run_dir']} has no best.pt here; left out of scoring", file=sys.stderr)
+        continue
+    count[setting] += ig
+    todo += [(r["run_dir"], *w) for w in wanted]
+for line in sorted(todo, key=lambda t: t[1] != "grad"):  # cascades first (a minute each), then IG and occlusion
+    print(" ".join(field for field in line if field))
 PY
 done

@@ -443,8 +443,11 @@ def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=No
     per_image, chance, n_empty = _localise(models, split, _explainer(saliency, ig_steps), batch_size, device,
                                            figures)
     if cache is not None and cached is None:
-        os.makedirs(untrained_cache, exist_ok=True)
-        _write_npz(cache, **{k: v.numpy() for k, v in per_image["untrained"].items()})
+        try:
+            os.makedirs(untrained_cache, exist_ok=True)
+            _write_npz(cache, **{k: v.numpy() for k, v in per_image["untrained"].items()})
+        except OSError as e:  # the cache only saves time: the scores computed here still count
+            print(f"warning: untrained scores not cached in {untrained_cache} ({e})", file=sys.stderr)
     n = len(chance)
     out = dict(saliency=saliency, **{k: _mean(v) for k, v in per_image["trained"].items()},
                iou_chance=_mean(chance), iou_untrained=_mean((cached or per_image["untrained"])["iou"]),
@@ -591,6 +594,12 @@ def main(args):
     methods = tuple(SALIENCY) if args.saliency == "all" else (args.saliency,)
     cache = args.untrained_cache or os.path.join(os.path.dirname(os.path.abspath(run)), "untrained-saliency")
     cache = None if cache == "none" else cache
+    try:  # now, not after minutes of scoring
+        if cache is not None:
+            os.makedirs(cache, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--untrained-cache {cache}: cannot make that directory ({e.strerror}); pass a writable "
+                         f"directory, or 'none' to keep nothing") from e
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
     rows = []
     env = results.environment(device)  # read once, now: the code that scores is the code this process loaded

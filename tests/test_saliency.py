@@ -418,6 +418,15 @@ def test_the_untrained_networks_scores_are_computed_once_per_seed_and_split_then
     assert untrained_iou(test_split) == first and passes[-1] == ["trained", "untrained"]
 
 
+def test_a_cache_that_cannot_be_written_costs_time_not_the_scores(tmp_path, test_split, capsys):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    out = saliency.score(Linear(size=28), test_split, "grad", architecture=linear28, untrained_cache=str(blocked))
+    assert "not cached" in capsys.readouterr().err
+    assert out["iou_untrained"] == saliency.score(Linear(size=28), test_split, "grad",
+                                                  architecture=linear28)["iou_untrained"]
+
+
 # ------------------------------------------------------------------ the CLI
 
 @pytest.fixture(scope="module")
@@ -529,11 +538,12 @@ BAD = [
     (lambda run, path: ["--run", str(run), "--results", str(path.parent / "other.csv")], "--results"),
     (lambda run, path: ["--run", str(run), "--saliency", "all", "--ig-steps", "0"], "--ig-steps"),
     (lambda run, path: ["--run", str(run.parent / "no-seed"), "--cascade"], "--run"),
+    (lambda run, path: ["--run", str(run), "--untrained-cache", str(path / "cache")], "--untrained-cache"),  # a file
 ]
 
 
 @pytest.mark.parametrize("argv,flag", BAD, ids=["missing-run", "corrupt-best.pt", "foreign-results", "no-ig-steps",
-                                                "no-seed"])
+                                                "no-seed", "cache-under-a-file"])
 def test_bad_input_exits_2_with_one_line_and_appends_nothing(trained_run, capsys, argv, flag):
     run, path = trained_run
     copy_run(run, run.parent / "no-seed", seed=None)

@@ -594,12 +594,12 @@ def main(args):
     methods = tuple(SALIENCY) if args.saliency == "all" else (args.saliency,)
     cache = args.untrained_cache or os.path.join(os.path.dirname(os.path.abspath(run)), "untrained-saliency")
     cache = None if cache == "none" else cache
-    try:  # now, not after minutes of scoring
-        if cache is not None:
+    if cache is not None:
+        try:  # now, not after minutes of scoring
             os.makedirs(cache, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--untrained-cache {cache}: cannot make that directory ({e.strerror}); pass a writable "
-                         f"directory, or 'none' to keep nothing") from e
+        except OSError as e:
+            raise UsageError(f"--untrained-cache {cache}: cannot make that directory ({e.strerror}); pass a "
+                             f"writable directory, or 'none' to keep nothing") from e
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
     rows = []
     env = results.environment(device)  # read once, now: the code that scores is the code this process loaded

@@ -234,6 +234,15 @@ def localisation(s, mask):
     return {k: v[keep] for k, v in scores.items()}, int((~keep).sum())
 
 
+def top_k_localisation(s, mask):
+    """`localisation` of s's top-k pixels after smoothing: smooth(sigma=1) -> binarize_top_k -> localisation.
+
+    The scoring chain after the abs, shared with the check scripts that try a
+    different transform of the raw attribution (results/synthetic/signed_vs_abs.py).
+    """
+    return localisation(binarize_top_k(smooth(s), mask), mask)
+
+
 def _top_half(s):
     """Per image: |s| smoothed (sigma = 1), values above its median kept, the rest 0.  (B, H, W)"""
     g = smooth(s.abs()).sum(1)                          # (B, H, W): channels summed (one for our images)
@@ -361,7 +370,7 @@ def _localise(models, split, explain, batch_size, device, figures=None):
         chance.append(chance_iou(mask).cpu())
         for i, (name, net) in enumerate(models.items()):
             s = explain(net, x).abs()                            # (b, 1, H, W)
-            scores, _ = localisation(binarize_top_k(smooth(s), mask), mask)
+            scores, _ = top_k_localisation(s, mask)
             for k, v in scores.items():
                 per_image[name][k].append(v.cpu())
             if figures is not None and i == 0:
@@ -385,7 +394,8 @@ def _untrained_key(untrained, split, saliency, ig_steps, batch_size, device):
     That is the scoring code (this file and the architecture's module), torch's
     version and the device type, the method and its steps, the network's
     weights and every image, label and mask scored. Any edit to the code makes
-    a new key, so a stale score is never read back.
+    a new key, so a stale score is never read back. A split that decodes its
+    images from files (xray.ImageSplit) stands for them by its `fingerprint()`.
     """
     h = hashlib.sha256()
     for path in (__file__, sys.modules[type(untrained).__module__].__file__):
@@ -393,9 +403,13 @@ def _untrained_key(untrained, split, saliency, ig_steps, batch_size, device):
             h.update(f.read())
     h.update(f"{torch.__version__} {torch.device(device).type} {saliency} "
              f"{ig_steps if saliency == 'ig' else ''} {batch_size}".encode())
-    tensors = list(untrained.state_dict().values()) + [t for batch in split.batches(batch_size) for t in batch]
-    for t in tensors:
+    for t in untrained.state_dict().values():
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    if hasattr(split, "fingerprint"):
+        h.update(split.fingerprint())
+    else:
+        for t in (t for batch in split.batches(batch_size) for t in batch):
+            h.update(t.cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:32]
 
 

@@ -393,6 +393,20 @@ class ImageSplit:
     def __len__(self):
         return len(self.rows)
 
+    def fingerprint(self):
+        """Bytes that change whenever a batch would, read without decoding an image: each row's file (path,
+        size, modification time), source, label and boxes, the image size and this file's code. A digest of
+        the batches themselves (saliency.py's untrained cache) would decode every image once more."""
+        im = self.images
+        with open(__file__, "rb") as f:
+            parts = [f.read(), f"{im.size}".encode()]
+        for r in self.rows:
+            st = os.stat(im.paths[r])
+            parts.append(f"{im.paths[r]} {st.st_size} {st.st_mtime_ns} {im.sources[r]} {int(im.y[r])}".encode())
+        if im.masks.ellipse is None:
+            parts.append(im.masks.boxes[self.rows].tobytes())
+        return b"\n".join(parts)
+
     def batches(self, batch_size, generator=None, pin_memory=False):
         """(x, y, mask) batches, shuffled when a generator is given; pinned by the loader's own thread."""
         loader = torch.utils.data.DataLoader(

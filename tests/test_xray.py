@@ -23,6 +23,7 @@ from PIL import Image
 
 import datasets
 import results
+import saliency
 import train
 import xray
 
@@ -373,6 +374,24 @@ def test_cache_gives_the_same_tensors_and_is_reused(tree, tmp_path):
     x, y, m = next(cached["train"].batches(4, g))
     positives = (m.flatten(1).amax(1) > 0)
     assert torch.equal(positives, y == 1)
+
+
+def test_the_untrained_cache_keys_a_decoded_split_by_its_files_without_decoding_them(tree, tmp_path, monkeypatch):
+    """saliency.py caches the untrained network's scores under a digest of the split: for images decoded from
+    files, their names, sizes and times stand for the pixels, so the key costs no second pass over the images
+    and still changes when a file does."""
+    images = tmp_path / "images"
+    shutil.copytree(tree / "rsna_jpg", images)
+    argv = ["--dataset", "rsna", "--rsna-dir", str(images), "--rsna-csv", str(tree / "rsna.csv")]
+    monkeypatch.setattr(xray, "read_image", lambda *a: pytest.fail("an image was decoded"))
+    net = saliency.untrained_model(0)
+    key = lambda split: saliency._untrained_key(net, split, "grad", 200, 8, "cpu")
+    test = datasets.load(data_args(*argv))["test"]
+    first = key(test)
+    assert key(datasets.load(data_args(*argv))["test"]) == first
+    assert key(datasets.load(data_args(*argv))["valid"]) != first
+    os.utime(test.images.paths[test.rows[0]], ns=(0, 0))  # a file rewritten (here only its time changes)
+    assert key(test) != first
 
 
 def test_skip_bad_images_replaces_unreadable_files_and_says_so(tree, tmp_path, capsys):

@@ -27,6 +27,6 @@ for run in runs:
     s = saliency.SALIENCY[method](net, x)
     iou = {}
     for name, m in (("abs", s.abs()), ("signed", s), ("positive part", s.clamp(min=0))):
-        scores, _ = saliency.localisation(saliency.binarize_top_k(saliency.smooth(m), mask), mask)
+        scores, _ = saliency.top_k_localisation(m, mask)
         iou[name] = round(scores["iou"].mean().item(), 3)
     print(os.path.basename(run.rstrip("/")), method, iou, flush=True)

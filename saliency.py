@@ -234,13 +234,14 @@ def localisation(s, mask):
     return {k: v[keep] for k, v in scores.items()}, int((~keep).sum())
 
 
-def top_k_localisation(s, mask):
-    """`localisation` of s's top-k pixels after smoothing: smooth(sigma=1) -> binarize_top_k -> localisation.
+def top_k_localisation(s, mask, sigma=1.0):
+    """`localisation` of s's top-k pixels after smoothing: smooth(sigma) -> binarize_top_k -> localisation.
 
-    The scoring chain after the abs, shared with the check scripts that try a
-    different transform of the raw attribution (results/synthetic/signed_vs_abs.py).
+    The scoring chain after the abs (sigma 0: no smoothing), shared with the
+    check script that tries other ways of scoring the raw attribution
+    (results/synthetic/scoring_variants.py).
     """
-    return localisation(binarize_top_k(smooth(s), mask), mask)
+    return localisation(binarize_top_k(smooth(s, sigma), mask), mask)
 
 
 def _top_half(s):

@@ -1,6 +1,8 @@
 """A check behind REPRODUCTION.md: does another way of scoring an IG or occlusion map, than saliency.py's
 |attribution| -> blur (sigma 1, the paper's) -> top-k, move a run's IoU? It tries the signed attribution, its
-positive part, and |attribution| without the blur, and prints each IoU beside ours; it records nothing.
+positive part, |attribution| without the blur, and that binarised with ties left out, and prints each
+IoU, IoP and IoT beside ours (IoT / IoP = |A| / |B|, the binarised map's size over the mask's); it records
+nothing.
 
     OMP_NUM_THREADS=1 python results/synthetic/scoring_variants.py occlusion results/synthetic/runs/<run> ...
 
@@ -17,11 +19,24 @@ import datasets  # noqa: E402
 import saliency  # noqa: E402
 from models import ResNet18  # noqa: E402
 
-VARIANTS = {  # name: (transform of the raw attribution, blur sigma)
-    "ours (abs, blur)": (torch.abs, 1.0),
-    "signed, blur": (lambda s: s, 1.0),
-    "positive part, blur": (lambda s: s.clamp(min=0), 1.0),
-    "abs, no blur": (torch.abs, 0.0),
+
+
+def above_next(s, mask):
+    """A = the pixels strictly above the (k+1)-th highest value: k pixels on a map without ties, fewer where
+    the pixels around the k-th are tied (occlusion's 2x2 patches are). A guess at how the authors binarised:
+    their occlusion rows have |A| < |B| while grad and IG have |A| = |B| exactly."""
+    flat = s.flatten(1)
+    k = (mask.flatten(1) > 0).sum(1)
+    next_value = flat.sort(dim=1, descending=True).values.gather(1, k[:, None])  # (B, 1): the (k+1)-th
+    return saliency.localisation((flat > next_value).view_as(s).float(), mask)
+
+
+VARIANTS = {  # name: (transform of the raw attribution, blur sigma, binarisation)
+    "ours (abs, blur)": (torch.abs, 1.0, saliency.top_k_localisation),
+    "signed, blur": (lambda s: s, 1.0, saliency.top_k_localisation),
+    "positive part, blur": (lambda s: s.clamp(min=0), 1.0, saliency.top_k_localisation),
+    "abs, no blur": (torch.abs, 0.0, saliency.top_k_localisation),
+    "abs, no blur, ties out": (torch.abs, 0.0, lambda s, mask, sigma: above_next(s, mask)),
 }
 
 method, runs = sys.argv[1], sys.argv[2:]
@@ -37,6 +52,8 @@ for run in runs:
     keep = (test.y == saliency.TARGET) & (test.mask.flatten(1).amax(1) > 0)  # the images score() scores
     x, mask = test.x[keep], test.mask[keep]
     s = saliency.SALIENCY[method](net, x)
-    iou = {name: round(saliency.top_k_localisation(f(s), mask, sigma)[0]["iou"].mean().item(), 3)
-           for name, (f, sigma) in VARIANTS.items()}
-    print(os.path.basename(run.rstrip("/")), method, iou, flush=True)
+    for name, (f, sigma, binarise) in VARIANTS.items():
+        scores, _ = binarise(f(s), mask, sigma)
+        iou, iop, iot = (scores[k].mean().item() for k in ("iou", "iop", "iot"))
+        print(f"{os.path.basename(run.rstrip('/'))} {method} {name}: IoU {iou:.3f} IoP {iop:.3f} IoT {iot:.3f}",
+              flush=True)

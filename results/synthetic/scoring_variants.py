@@ -20,12 +20,11 @@ import saliency  # noqa: E402
 from models import ResNet18  # noqa: E402
 
 
-
-def above_next(s, mask):
-    """A = the pixels strictly above the (k+1)-th highest value: k pixels on a map without ties, fewer where
-    the pixels around the k-th are tied (occlusion's 2x2 patches are). A guess at how the authors binarised:
-    their occlusion rows have |A| < |B| while grad and IG have |A| = |B| exactly."""
-    flat = s.flatten(1)
+def above_next(s, mask, sigma):
+    """A = the pixels of smooth(s, sigma) strictly above its (k+1)-th highest value: k pixels on a map
+    without ties, fewer where the pixels around the k-th are tied (occlusion's 2x2 patches are). How the
+    authors' occlusion scores look binarised: their rows have |A| < |B|, grad's and IG's |A| = |B| exactly."""
+    flat = saliency.smooth(s, sigma).flatten(1)
     k = (mask.flatten(1) > 0).sum(1)
     next_value = flat.sort(dim=1, descending=True).values.gather(1, k[:, None])  # (B, 1): the (k+1)-th
     return saliency.localisation((flat > next_value).view_as(s).float(), mask)
@@ -36,24 +35,34 @@ VARIANTS = {  # name: (transform of the raw attribution, blur sigma, binarisatio
     "signed, blur": (lambda s: s, 1.0, saliency.top_k_localisation),
     "positive part, blur": (lambda s: s.clamp(min=0), 1.0, saliency.top_k_localisation),
     "abs, no blur": (torch.abs, 0.0, saliency.top_k_localisation),
-    "abs, no blur, ties out": (torch.abs, 0.0, lambda s, mask, sigma: above_next(s, mask)),
+    "abs, no blur, ties out": (torch.abs, 0.0, above_next),
 }
 
-method, runs = sys.argv[1], sys.argv[2:]
-for run in runs:
-    try:
-        ckpt = saliency.load_run(run)
-    except saliency.UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    net = ResNet18()
-    net.load_state_dict(ckpt["model"])
-    test = datasets.load(argparse.Namespace(**ckpt["config"]))["test"]
-    keep = (test.y == saliency.TARGET) & (test.mask.flatten(1).amax(1) > 0)  # the images score() scores
-    x, mask = test.x[keep], test.mask[keep]
-    s = saliency.SALIENCY[method](net, x)
-    for name, (f, sigma, binarise) in VARIANTS.items():
-        scores, _ = binarise(f(s), mask, sigma)
-        iou, iop, iot = (scores[k].mean().item() for k in ("iou", "iop", "iot"))
-        print(f"{os.path.basename(run.rstrip('/'))} {method} {name}: IoU {iou:.3f} IoP {iop:.3f} IoT {iot:.3f}",
-              flush=True)
+
+def main(argv):
+    if len(argv) < 2 or argv[0] not in saliency.SALIENCY:
+        print(f"usage: scoring_variants.py {{{','.join(saliency.SALIENCY)}}} RUN_DIR ...", file=sys.stderr)
+        return 2
+    method, runs = argv[0], argv[1:]
+    for run in runs:
+        try:
+            ckpt = saliency.load_run(run)
+        except saliency.UsageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        net = ResNet18()
+        net.load_state_dict(ckpt["model"])
+        test = datasets.load(argparse.Namespace(**ckpt["config"]))["test"]
+        keep = (test.y == saliency.TARGET) & (test.mask.flatten(1).amax(1) > 0)  # the images score() scores
+        x, mask = test.x[keep], test.mask[keep]
+        s = saliency.SALIENCY[method](net, x)
+        for name, (f, sigma, binarise) in VARIANTS.items():
+            scores, _ = binarise(f(s), mask, sigma)
+            iou, iop, iot = (scores[k].mean().item() for k in ("iou", "iop", "iot"))
+            print(f"{os.path.basename(run.rstrip('/'))} {method} {name}: IoU {iou:.3f} IoP {iop:.3f} "
+                  f"IoT {iot:.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

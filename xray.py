@@ -14,6 +14,7 @@ are the ones datasets.py describes; datasets.py imports this module, never
 the other way round, so the error class both raise lives here.
 """
 import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import shlex
@@ -383,6 +384,14 @@ def _clean_errors(batches):
         raise DataError(str(e).strip().splitlines()[-1].split("DataError: ", 1)[-1]) from None
 
 
+def _version(package):
+    """An installed package's version, or "none"."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
 class ImageSplit:
     """A split decoded from the image files every epoch by a DataLoader (the uncached path)."""
 
@@ -395,11 +404,13 @@ class ImageSplit:
 
     def fingerprint(self):
         """Bytes that change whenever a batch would, read without decoding an image: each row's file (path,
-        size, modification time), source, label and boxes, the image size and this file's code. A digest of
-        the batches themselves (saliency.py's untrained cache) would decode every image once more."""
+        size, modification time), source, label and boxes, the image size, this file's code and the versions
+        of the libraries that decode and resize. A digest of the batches themselves (saliency.py's untrained
+        cache) would decode every image once more."""
         im = self.images
+        versions = " ".join(_version(lib) for lib in ("pillow", "scikit-image", "pydicom"))
         with open(__file__, "rb") as f:
-            parts = [f.read(), f"{im.size}".encode()]
+            parts = [f.read(), f"{im.size} {versions}".encode()]
         for r in self.rows:
             st = os.stat(im.paths[r])
             parts.append(f"{im.paths[r]} {st.st_size} {st.st_mtime_ns} {im.sources[r]} {int(im.y[r])}".encode())

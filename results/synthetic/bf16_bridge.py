@@ -1,0 +1,58 @@
+"""The bf16 bridge's verdict (REPRODUCTION.md, "The command"): the same seeds and data trained in bf16 and in
+fp32 at ratio 1.0, run by run. For each setting it prints the bf16 - fp32 difference of test AUC (the paper's
+rule and the honest rule) and of gradient IoU on every seed both hold, beside the fp32 seed-to-seed spread
+(std over all fp32 seeds of that setting). The ratio runs stay in bf16 only if no difference exceeds it.
+
+    python results/synthetic/bf16_bridge.py results/synthetic-bf16-bridge/results.csv results/synthetic/results.csv
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+import plots  # noqa: E402
+import results  # noqa: E402
+
+MEASURES = {"test_auc": "test AUC (paper's rule)", "test_auc_by_valid_id_loss": "test AUC (honest rule)",
+            "iou": "IoU grad"}
+
+
+def runs_of(csv, amp):
+    """The finished ratio-1.0 runs of a results CSV, selected and scored as plots.py does (gradient IoU);
+    ResultsError if one of them did not train in `amp`."""
+    args = plots.parse_args(["--results", csv, "--saliency", "grad", "--dataset", "synthetic"])
+    runs = plots.load(args)[0]
+    runs = runs[runs["ratio"] == 1.0]
+    if (runs["precision"] != amp).any():
+        raise results.ResultsError(f"{csv}: holds runs trained in {sorted(set(runs['precision']) - {amp})}, not only "
+                                   f"{amp}; give the bf16 CSV first, the fp32 one second")
+    return runs.set_index(["variant", "seed"])[list(MEASURES)]
+
+
+def main(argv):
+    if len(argv) != 2:
+        print("usage: bf16_bridge.py BF16_CSV FP32_CSV", file=sys.stderr)
+        return 2
+    try:
+        bf16, fp32 = runs_of(argv[0], "bf16"), runs_of(argv[1], "fp32")
+    except results.ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    both = bf16.join(fp32, lsuffix="_bf16", rsuffix="_fp32", how="inner")
+    worst = 0.0
+    for variant, rows in both.groupby(level="variant"):
+        for column, name in MEASURES.items():
+            diff = rows[f"{column}_bf16"] - rows[f"{column}_fp32"]
+            spread = fp32.loc[variant, column].std()
+            # A setting whose seeds all agree (Classification's AUC is 0 on every seed) has no spread: any
+            # difference there is beyond it.
+            worst = max(worst, (diff.abs() / spread).max() if spread > 0 else float(diff.abs().max() > 0) * 1e9)
+            seeds = ", ".join(f"s{seed} {d:+.3f}" for (_, seed), d in diff.items())
+            print(f"{variant:12s} {name:26s} bf16 - fp32: {seeds}   fp32 spread (std, n={len(fp32.loc[variant])}): "
+                  f"{spread:.3f}")
+    print(f"{len(both)} runs in both; largest |bf16 - fp32| / fp32 spread: {worst:.2f} "
+          f"({'within' if worst <= 1 else 'beyond'} the seed-to-seed spread)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

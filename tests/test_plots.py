@@ -5,6 +5,7 @@ saliency.npz). The fixture also appends rows that stand for what sweep.py writes
 (trial rows) and one diverged run.
 """
 import contextlib
+import importlib.util
 import io
 import os
 import re
@@ -459,3 +460,34 @@ def test_cascade_figure_has_a_panel_per_saliency_method_and_a_curve_per_training
         for method in ("baseline", "actdiff"):
             assert curves[plots.LABELS[method]] == pytest.approx(np.mean(expected[sal, method], axis=0))
         assert curves["chance IoU"][0] == pytest.approx(0.05)
+
+
+def test_the_bf16_bridge_sets_each_runs_move_against_the_fp32_seed_spread(tmp_path, capsys):
+    """results/synthetic/bf16_bridge.py decides whether the ratio runs may train in bf16: a bf16 run that moves
+    less than the fp32 seeds' spread is within it, one that moves more (or moves where the seeds agree
+    exactly) is beyond it; the CSVs given the wrong way round are a one-line error."""
+    spec = importlib.util.spec_from_file_location("bf16_bridge", os.path.join(
+        os.path.dirname(__file__), "..", "results", "synthetic", "bf16_bridge.py"))
+    bridge = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bridge)
+
+    def write(path, precision, aucs, iou=0.5):
+        for seed, auc in enumerate(aucs, start=1):  # the honest rule picks epoch 4 (rule_epochs)
+            write_run(path, "actdiff", seed, precision=precision, epochs=rule_epochs([0.5, 0.5, 0.5, auc]),
+                      test_auc=auc, iou=iou)
+
+    fp32 = str(tmp_path / "fp32.csv")
+    write(fp32, "fp32", [0.8, 0.9, 1.0])                      # AUC spread 0.1; IoU the same on every seed
+    within, beyond, moved_iou = (str(tmp_path / f"{name}.csv") for name in ("within", "beyond", "iou"))
+    write(within, "bf16", [0.85, 0.92])
+    write(beyond, "bf16", [0.6, 0.9])
+    write(moved_iou, "bf16", [0.8, 0.9], iou=0.51)
+    verdicts = []
+    for bf16 in (within, beyond, moved_iou):
+        assert bridge.main([bf16, fp32]) == 0
+        verdicts.append(capsys.readouterr().out.splitlines()[-1])
+    assert verdicts[0] == "2 runs in both; largest |bf16 - fp32| / fp32 spread: 0.50 (within the seed-to-seed spread)"
+    assert verdicts[1].endswith("2.00 (beyond the seed-to-seed spread)")
+    assert verdicts[2].endswith("(beyond the seed-to-seed spread)")
+    assert bridge.main([fp32, within]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -37,7 +37,7 @@ def main(argv):
     except results.ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    both = bf16.join(fp32, lsuffix="_bf16", rsuffix="_fp32", how="inner")
+    both = bf16.add_suffix("_bf16").join(fp32.add_suffix("_fp32"), how="inner")
     worst = 0.0
     for variant, rows in both.groupby(level="variant"):
         for column, name in MEASURES.items():

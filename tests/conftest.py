@@ -1,4 +1,5 @@
 """Shared test helpers: tiny models and hyperparameters, and a way to run train.py in-process."""
+import importlib.util
 import os
 import sys
 import types
@@ -37,3 +38,12 @@ def hparams(**kw):
 def linear():
     torch.manual_seed(0)
     return Linear()
+
+
+def check_script(name):
+    """results/synthetic/<name>.py, a check script behind REPRODUCTION.md, imported as a module (main() not run)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "results", "synthetic", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -5,7 +5,6 @@ saliency.npz). The fixture also appends rows that stand for what sweep.py writes
 (trial rows) and one diverged run.
 """
 import contextlib
-import importlib.util
 import io
 import os
 import re
@@ -19,6 +18,7 @@ import datasets
 import plots
 import results
 import train
+from conftest import check_script
 
 # One xdist worker runs this whole file, so its module-scoped runs are trained once (pytest.ini).
 pytestmark = pytest.mark.xdist_group("plots")
@@ -466,10 +466,7 @@ def test_the_bf16_bridge_sets_each_runs_move_against_the_fp32_seed_spread(tmp_pa
     """results/synthetic/bf16_bridge.py decides whether the ratio runs may train in bf16: a bf16 run that moves
     less than the fp32 seeds' spread is within it, one that moves more (or moves where the seeds agree
     exactly) is beyond it; the CSVs given the wrong way round are a one-line error."""
-    spec = importlib.util.spec_from_file_location("bf16_bridge", os.path.join(
-        os.path.dirname(__file__), "..", "results", "synthetic", "bf16_bridge.py"))
-    bridge = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bridge)
+    bridge = check_script("bf16_bridge")
 
     def write(path, precision, aucs, iou=0.5):
         for seed, auc in enumerate(aucs, start=1):  # the honest rule picks epoch 4 (rule_epochs)

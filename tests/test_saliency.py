@@ -16,7 +16,7 @@ import datasets
 import results
 import saliency
 import train
-from conftest import Linear
+from conftest import Linear, check_script
 from models import ResNet18
 
 # One xdist worker runs this whole file, so its module-scoped runs are trained once (pytest.ini).
@@ -556,3 +556,16 @@ def test_bad_input_exits_2_with_one_line_and_appends_nothing(trained_run, capsys
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: ") and flag in err
     assert path.read_bytes() == before
     assert (path.parent / "other.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_the_ties_out_binarisation_keeps_only_pixels_above_the_next_value():
+    """results/synthetic/scoring_variants.py's guess at the authors' occlusion scoring: with the k-th and
+    (k+1)-th values tied, neither is kept, so the binarised map has fewer pixels than the mask (IoP > IoT)."""
+    above_next = check_script("scoring_variants").above_next
+    s = torch.tensor([3.0, 2.0, 2.0, 1.0]).view(1, 1, 2, 2)
+    mask = torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 1, 2, 2)            # k = 2
+    scores, _ = above_next(s, mask, 0.0)
+    assert (scores["iou"].item(), scores["iop"].item(), scores["iot"].item()) == (0.5, 1.0, 0.5)
+    untied = torch.tensor([3.0, 2.5, 2.0, 1.0]).view(1, 1, 2, 2)            # no tie: the top k, like ours
+    ours = saliency.top_k_localisation(untied, mask, 0.0)[0]["iou"].item()
+    assert above_next(untied, mask, 0.0)[0]["iou"].item() == ours == 1.0

@@ -45,7 +45,8 @@ def main(argv):
             spread = fp32.loc[variant, column].std()
             # A setting whose seeds all agree (Classification's AUC is 0 on every seed) has no spread: any
             # difference there is beyond it.
-            worst = max(worst, (diff.abs() / spread).max() if spread > 0 else float(diff.abs().max() > 0) * 1e9)
+            moved = diff.abs().max()
+            worst = max(worst, moved / spread if spread > 0 else (float("inf") if moved > 0 else 0.0))
             seeds = ", ".join(f"s{seed} {d:+.3f}" for (_, seed), d in diff.items())
             print(f"{variant:12s} {name:26s} bf16 - fp32: {seeds}   fp32 spread (std, n={len(fp32.loc[variant])}): "
                   f"{spread:.3f}")

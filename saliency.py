@@ -350,6 +350,11 @@ class _Figures:
         return out
 
 
+def scored(y, mask):
+    """Which images a run is scored on: the positives (class TARGET) whose expert mask is not empty."""
+    return (y == TARGET) & (mask.flatten(1).amax(1) > 0)
+
+
 def _localise(models, split, explain, batch_size, device, figures=None):
     """Each model's per-image IoU, IoP and IoT on the positive images of `split` that have a mask, in one pass.
 
@@ -361,10 +366,8 @@ def _localise(models, split, explain, batch_size, device, figures=None):
     per_image = {name: {"iou": [], "iop": [], "iot": []} for name in models}
     chance, n_empty = [], 0
     for x, y, mask in split.batches(batch_size):
-        positive = y == TARGET
-        annotated = mask.flatten(1).amax(1) > 0                  # (B,)
-        n_empty += int((positive & ~annotated).sum())
-        keep = positive & annotated
+        keep = scored(y, mask)                                   # (B,)
+        n_empty += int((y == TARGET).sum() - keep.sum())
         if not keep.any():
             continue
         x, mask = x[keep].to(device), mask[keep].to(device)      # (b, 1, H, W)
@@ -551,6 +554,17 @@ def load_run(run):
     return ckpt
 
 
+def load_model(run, ckpt):
+    """The run's trained network, on the CPU; UsageError if best.pt's weights are not a models.ResNet18."""
+    net = ResNet18()
+    try:
+        net.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise UsageError(f"--run {run}: best.pt's weights do not fit models.ResNet18 ({str(e).splitlines()[0]}); "
+                         f"pass a run saved by train.py") from e
+    return net
+
+
 def run_id_of(run, ckpt):
     """The run's id as its results rows give it, so a saliency row joins its run's final row.
 
@@ -598,13 +612,7 @@ def main(args):
     path = args.results or getattr(config, "results", None) or os.path.join("results", "results.csv")
     results.check_file(path)
     device = resolve_device(args.device)
-    net = ResNet18()
-    try:
-        net.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise UsageError(f"--run {run}: best.pt's weights do not fit models.ResNet18 ({str(e).splitlines()[0]}); "
-                         f"pass a run saved by train.py") from e
-    net.to(device)
+    net = load_model(run, ckpt).to(device)
     splits = datasets.load(config)
     methods = tuple(SALIENCY) if args.saliency == "all" else (args.saliency,)
     cache = args.untrained_cache or os.path.join(os.path.dirname(os.path.abspath(run)), "untrained-saliency")

@@ -569,3 +569,19 @@ def test_the_ties_out_binarisation_keeps_only_pixels_above_the_next_value():
     untied = torch.tensor([3.0, 2.5, 2.0, 1.0]).view(1, 1, 2, 2)            # no tie: the top k, like ours
     ours = saliency.top_k_localisation(untied, mask, 0.0)[0]["iou"].item()
     assert above_next(untied, mask, 0.0)[0]["iou"].item() == ours == 1.0
+
+
+def test_the_scoring_variants_check_reproduces_the_recorded_iou_with_ours(trained_run, capsys, tmp_path):
+    """scoring_variants.py's "ours" line scores the images saliency.py scores, the same way, so it prints the
+    IoU the run's final row recorded; a missing run is one line on stderr and exit 2."""
+    run, path = trained_run
+    variants = check_script("scoring_variants")
+    assert variants.main(["grad", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(variants.VARIANTS)
+    ours = next(line for line in lines if "ours (abs, blur)" in line)
+    final = next(r for r in read(path) if r["kind"] == "final")
+    assert f"IoU {float(final['iou']):.3f}" in ours
+    assert variants.main(["grad", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no such directory" in err

@@ -17,7 +17,6 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 import datasets  # noqa: E402
 import saliency  # noqa: E402
-from models import ResNet18  # noqa: E402
 
 
 def above_next(s, mask, sigma):
@@ -47,13 +46,12 @@ def main(argv):
     for run in runs:
         try:
             ckpt = saliency.load_run(run)
+            net = saliency.load_model(run, ckpt)
         except saliency.UsageError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        net = ResNet18()
-        net.load_state_dict(ckpt["model"])
         test = datasets.load(argparse.Namespace(**ckpt["config"]))["test"]
-        keep = (test.y == saliency.TARGET) & (test.mask.flatten(1).amax(1) > 0)  # the images score() scores
+        keep = saliency.scored(test.y, test.mask)
         x, mask = test.x[keep], test.mask[keep]
         s = saliency.SALIENCY[method](net, x)
         for name, (f, sigma, binarise) in VARIANTS.items():

@@ -325,8 +325,28 @@ def correlation(auc, iou, n_boot=N_BOOT, seed=0):
     return dict(n=len(auc), r=float(r), p=float(p), rho=float(rho), p_rho=float(p_rho), lo=lo, hi=hi)
 
 
+def within_correlation(auc, iou, groups):
+    """Pearson r of AUC with IoU after subtracting each group's (setting's) mean from both, and its p.
+
+    The pooled r mixes two things: methods whose runs differ in both AUC and IoU, and seeds of one
+    method that do. This keeps the second only: does a seed with a better IoU than its method's other
+    seeds also generalise better? The t-test has n - g - 1 degrees of freedom (g group means were
+    fitted); (nan, nan) when no group varies in both measures or too few runs are left.
+    """
+    frame = pd.DataFrame({"auc": np.asarray(auc, float), "iou": np.asarray(iou, float), "g": list(groups)})
+    centred = frame[["auc", "iou"]] - frame.groupby("g")[["auc", "iou"]].transform("mean")
+    a, b = centred["auc"].to_numpy(), centred["iou"].to_numpy()
+    df = len(frame) - frame["g"].nunique() - 1
+    if df < 1 or not (a @ a > 0 and b @ b > 0):
+        return float("nan"), float("nan")
+    r = float(np.clip(a @ b / np.sqrt((a @ a) * (b @ b)), -1.0, 1.0))
+    p = 0.0 if abs(r) == 1.0 else float(2 * stats.t.sf(abs(r) * np.sqrt(df / (1 - r * r)), df))
+    return r, p
+
+
 def correlations(runs, notes):
-    """{(dataset, ratio): correlation dict} over every run (all methods pooled) with an AUC and an IoU."""
+    """{(dataset, ratio): correlation dict} over every run (all methods pooled) with an AUC and an IoU, with
+    the within-setting r beside it (`within_correlation`)."""
     out = {}
     for (dataset, ratio), g in runs.dropna(subset=["test_auc", "iou"]).groupby(["dataset", "ratio"]):
         if len(g) < 3 or g["test_auc"].nunique() < 2 or g["iou"].nunique() < 2:
@@ -334,6 +354,8 @@ def correlations(runs, notes):
                          f"varying AUC and IoU, has {len(g)}")
             continue
         out[dataset, ratio] = correlation(g["test_auc"], g["iou"])
+        out[dataset, ratio]["r_within"], out[dataset, ratio]["p_within"] = within_correlation(
+            g["test_auc"], g["iou"], g["variant"])
     return out
 
 
@@ -348,11 +370,12 @@ def precision_notes(runs, notes):
 
 
 def correlation_table(corr):
+    within = lambda c: ("–", "–") if np.isnan(c["r_within"]) else (f"{c['r_within']:.3f}", f"{c['p_within']:.3g}")
     rows = [[d, fmt_ratio(r), str(c["n"]), f"{c['r']:.3f}", f"{c['p']:.3g}", f"[{c['lo']:.3f}, {c['hi']:.3f}]",
-             f"{c['rho']:.3f}", f"{c['p_rho']:.3g}"]
+             f"{c['rho']:.3f}", f"{c['p_rho']:.3g}", *within(c)]
             for (d, r), c in sorted(corr.items(), key=lambda item: (item[0][0], -item[0][1]))]
     return markdown(["dataset", "ratio", "n", "Pearson r", "p", f"95% CI of r (bootstrap, {N_BOOT})",
-                     "Spearman ρ", "p"], rows)
+                     "Spearman ρ", "p", "within-setting r", "p"], rows)
 
 
 PAPER_NAMES = {"masked (zero fill)": "masked_zero"}  # the authors' method names -> our table rows
@@ -737,7 +760,10 @@ def main(args):
             fig_xray_data(dataset, args, written, notes)
     fig_sweep(trials, args.out, written, notes)
     if corr:
-        md += ["## Test AUC vs IoU (all methods pooled, one point per run)", "", correlation_table(corr), ""]
+        md += ["## Test AUC vs IoU (all methods pooled, one point per run)", "",
+               "Within-setting r: the same Pearson r after subtracting each setting's mean AUC and mean IoU "
+               "(does a seed with a better IoU than its method's other seeds generalise better?), t-test "
+               "with n - settings - 1 degrees of freedom.", "", correlation_table(corr), ""]
     for dataset, ratio, path in args.paper:
         md += [f"## {dataset} ratio {ratio}: compared with the paper's per-seed results", "",
                f"Authors' per-seed values from `{path}`; p-values of Welch's t-test and the Mann-Whitney U "

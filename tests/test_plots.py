@@ -339,6 +339,27 @@ def test_results_without_the_baseline_columns_leave_blank_cells_and_skip_the_cas
     assert r"\multicolumn{3}{c}{ratio 1.0}" in (tmp_path / "out" / "tables.tex").read_text()
 
 
+def test_within_setting_correlation_removes_the_methods_means():
+    """Two methods far apart in both AUC and IoU, and within each a seed with the better IoU generalising
+    worse: pooled r is positive, the within-setting r is exactly -1."""
+    auc, iou = [0.0, 0.1, 0.9, 1.0, 0.05, 0.95], [0.2, 0.1, 0.6, 0.5, 0.15, 0.55]
+    groups = ["baseline", "baseline", "actdiff", "actdiff", "baseline", "actdiff"]
+    assert stats.pearsonr(auc, iou)[0] > 0.9
+    r, p = plots.within_correlation(auc, iou, groups)
+    assert r == pytest.approx(-1.0) and p == 0.0
+    # The t-test's degrees of freedom drop by one per setting: scipy's r and p on the centred points, whose
+    # test assumes n - 2, differ from ours by exactly that.
+    noisy = [0.2, 0.13, 0.6, 0.52, 0.11, 0.5]
+    r, p = plots.within_correlation(auc, noisy, groups)
+    centre = lambda v: [x - np.mean([y for y, h in zip(v, groups) if h == g]) for x, g in zip(v, groups)]
+    a, b = centre(auc), centre(noisy)
+    assert r == pytest.approx(stats.pearsonr(a, b)[0])
+    t = abs(r) * np.sqrt(3 / (1 - r * r))  # 6 runs - 2 settings - 1
+    assert p == pytest.approx(2 * stats.t.sf(t, 3))
+    # One run per setting leaves nothing to correlate.
+    assert np.isnan(plots.within_correlation([0.1, 0.9, 0.5], [0.2, 0.6, 0.4], ["a", "b", "c"])[0])
+
+
 def test_ratios_sit_side_by_side_in_the_tables_the_correlation_and_the_auc_against_ratio_figure(tmp_path, drawn):
     path = str(tmp_path / "results.csv")
     auc = {}  # (method, ratio) -> test AUC per seed; Classification falls as the ratio grows, ActDiff holds

@@ -7,6 +7,9 @@ runs it (``train.train_step``: masking, penalty, optimiser step) and, right
 beside it (interleaved, so both see the same machine load), the method's
 arithmetic floor: only the model passes the method needs and the optimiser
 step, with no masking, metrics or logging. The overhead ratio is step / floor.
+"GFLOP" counts a step's arithmetic (``CountFlops``: convolutions and matrix
+products, with torch's flop_counter formulas), so GFLOP/s says how fast the
+device does it; on a GPU the same count, from a CPU run, sizes a job.
 At 28x28 it also times a whole synthetic epoch as train.py runs it (train,
 then the valid, valid_id and test evaluations) and the saliency scoring of the
 positive test images. "eval %" is valid + valid_id + test evaluation as a
@@ -34,6 +37,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch.utils import flop_counter
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import datasets
 import losses
@@ -84,6 +89,36 @@ def floor_step(name, net, opt, disc, disc_opt, x, y, hp, step):
         grad, = torch.autograd.grad(logits.sum(), x, create_graph=True)
         (F.cross_entropy(logits, y) + grad.square().sum()).backward()
     opt.step()
+
+
+class CountFlops(TorchDispatchMode):
+    """Floating-point operations of every op torch's flop_counter has a formula for (convolutions and matrix
+    products: nearly all of a ResNet's arithmetic), under this mode. FlopCounterMode counts with the same
+    formulas but cannot count GradMask or RRR: its module hooks refuse autograd.grad's double backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_counter.flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def step_flops(name, hp, batch, device):
+    """FLOPs of one training step as train.py runs it, averaged over one adversarial cycle (the encoder
+    trains every disc_ratio-th step): the arithmetic a step/s rate is measured against."""
+    x, y, mask = train.to_device(batch, device, train.memory_format(device, hp.amp))
+    net, opt, method = fresh(name, hp, device)
+    period = hp.disc_ratio if name == "adversarial" else 1
+    with CountFlops() as counter:
+        for _ in range(period):
+            train.train_step(net, opt, method, x, y, mask, hp)
+    return counter.total / period
 
 
 def fresh(name, hp, device):
@@ -203,8 +238,8 @@ def main(argv=None):
     rows = []
     print(f"device {device}, {torch.get_num_threads()} threads, {args.size}x{args.size}, batch {args.batch_size}, "
           f"{args.amp}")
-    print(f"{'method':12} {'img/s':>8} {'step ms':>8} {'floor ms':>9} {'overhead':>9} {'epoch s':>8} "
-          f"{'eval %':>7} {'valid %':>8} {'sal. s':>7} {'peak MB':>8}")
+    print(f"{'method':12} {'img/s':>8} {'step ms':>8} {'floor ms':>9} {'overhead':>9} {'GFLOP':>7} {'GFLOP/s':>8} "
+          f"{'epoch s':>8} {'eval %':>7} {'valid %':>8} {'sal. s':>7} {'peak MB':>8}")
     for name in args.methods:
         hp = train.resolve(train.parse_args(["--method", name, "--device", args.device, "--amp", args.amp,
                                              "--batch-size", str(args.batch_size)]))
@@ -217,8 +252,10 @@ def main(argv=None):
             mask[..., args.size // 4: 3 * args.size // 4, args.size // 4: 3 * args.size // 4] = 1
             batch = (x, torch.arange(args.batch_size) % 2, mask)
         step, floor = bench_steps(name, hp, batch, device, args.steps)
+        flops = step_flops(name, hp, batch, device)
         row = {"method": name, "images_per_s": args.batch_size / step, "step_ms": 1e3 * step,
-               "floor_ms": 1e3 * floor, "overhead": step / floor}
+               "floor_ms": 1e3 * floor, "overhead": step / floor, "step_gflop": flops / 1e9,
+               "gflop_per_s": flops / 1e9 / step}
         if splits is not None and not args.no_epoch:
             train_s, valid_s, test_s, saliency_s = bench_epoch(name, hp, splits, device)
             row.update(epoch_s=train_s + valid_s + test_s, train_s=train_s, valid_s=valid_s, test_s=test_s,
@@ -227,7 +264,8 @@ def main(argv=None):
         row["peak_mb"] = peak_memory_mb(device)
         rows.append(row)
         print(f"{name:12} {row['images_per_s']:8.1f} {row['step_ms']:8.1f} {row['floor_ms']:9.1f} "
-              f"{row['overhead']:9.3f} {row.get('epoch_s', float('nan')):8.2f} "
+              f"{row['overhead']:9.3f} {row['step_gflop']:7.1f} {row['gflop_per_s']:8.1f} "
+              f"{row.get('epoch_s', float('nan')):8.2f} "
               f"{100 * row.get('eval_fraction', float('nan')):7.1f} "
               f"{100 * row.get('valid_fraction', float('nan')):8.1f} "
               f"{row.get('saliency_s', float('nan')):7.2f} {row['peak_mb']:8.0f}", flush=True)

@@ -464,7 +464,8 @@ class Launcher:
 # 4. command line
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    # No abbreviations: with them, train.py's --seed would be read as the sweep's --seeds, silently.
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False,
                                 epilog="Any other flag (--epochs, --patience, --n-train, --device, ...) is "
                                        "passed to every train.py run unchanged.")
     p.add_argument("--benchmark", choices=sorted(optimizer.BENCHMARKS), help="run the optimiser on a test function")
@@ -517,8 +518,33 @@ def settings(opts):
                     yield Setting(dataset, ratio, method, fill)
 
 
+# train.py flags the sweep sets for every trial itself: passed through too, the last one given would win.
+SET_BY_SWEEP = {
+    "--seed": "the sweep gives each trial its seed; pass --seeds N (seeds phase) or --search-seed N (search)",
+    "--mask-fill": "pass the sweep's --mask-fills",
+    "--out": "the sweep names each run's directory", "--resume": "the sweep resumes every run",
+    "--sweep-id": "the sweep names itself", "--trial": "the sweep numbers its trials",
+}
+
+
+def check_passthrough(opts):
+    """Refuse a passed-through flag that would override what the sweep sets: its own per-trial flags, and in
+    the search phase a hyperparameter the search chooses (every trial would run at the given value)."""
+    given = {token.split("=", 1)[0] for token in opts.passthrough if token.startswith("--")}
+    for flag, why in SET_BY_SWEEP.items():
+        if flag in given:
+            raise UsageError(f"{flag} is set by the sweep ({why}); drop it")
+    if "search" in opts.phase:
+        searched = {f"--{name.replace('_', '-')}" for setting in settings(opts)
+                    for name in train.search_space(setting.dataset, setting.method)}
+        for flag in sorted(given & searched):
+            raise UsageError(f"{flag} is searched in --phase search, so every trial would run at the value "
+                             f"given; drop it, or narrow the range in train.RANGES")
+
+
 def check(opts):
     """Refuse bad flags before any trial starts, including the flags passed through to train.py."""
+    check_passthrough(opts)
     if opts.jobs < 1 or opts.budget < 1 or opts.seeds < 1:
         raise UsageError("--jobs, --budget and --seeds must be at least 1")
     slurm_only = {"--partition": opts.partition, "--slurm-account": opts.slurm_account,

@@ -111,6 +111,10 @@ def test_dry_run_of_a_search_names_only_the_points_that_need_no_result(tmp_path,
     (["--phase", "seeds", "--launcher", "slurm", "--slurm-extra", "=a100"], "--slurm-extra"),
     (["--phase", "seeds", "--launcher", "slurm", "--slurm-extra=--exclusive"], "--slurm-extra"),  # dashes given
     (["--phase", "seeds", "--launcher", "slurm", "--mem", "lots"], "--mem"),
+    (["--phase", "seeds", "--seed", "3"], "--seed is set by the sweep"),           # not read as --seeds 3
+    (["--phase", "seeds", "--mask-fill=zero"], "--mask-fill is set by the sweep"),
+    (["--phase", "seeds", "--out", "elsewhere"], "--out is set by the sweep"),
+    (["--phase", "search", "--method", "actdiff", "--lam", "2"], "--lam is searched"),  # the GP would be fooled
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, capsys, argv, needle):
     assert sweep.main([*argv, "--results", str(tmp_path / "r.csv")]) == 2

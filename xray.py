@@ -412,7 +412,11 @@ class ImageSplit:
         with open(__file__, "rb") as f:
             parts = [f.read(), f"{im.size} {versions}".encode()]
         for r in self.rows:
-            st = os.stat(im.paths[r])
+            try:
+                st = os.stat(im.paths[r])
+            except OSError as e:
+                raise DataError(f"{im.paths[r]}: {e.strerror} (it was there when the cohort was loaded); restore "
+                                f"the file, or rerun with --skip-bad-images to leave it out") from None
             parts.append(f"{im.paths[r]} {st.st_size} {st.st_mtime_ns} {im.sources[r]} {int(im.y[r])}".encode())
         if im.masks.ellipse is None:
             parts.append(im.masks.boxes[self.rows].tobytes())

@@ -392,6 +392,10 @@ def test_the_untrained_cache_keys_a_decoded_split_by_its_files_without_decoding_
     assert key(datasets.load(data_args(*argv))["valid"]) != first
     os.utime(test.images.paths[test.rows[0]], ns=(0, 0))  # a file rewritten (here only its time changes)
     assert key(test) != first
+    os.remove(test.images.paths[test.rows[0]])  # gone since the load: one line naming it, no OSError
+    with pytest.raises(datasets.DataError, match="--skip-bad-images") as e:
+        key(test)
+    assert test.images.paths[test.rows[0]] in str(e.value) and len(str(e.value).splitlines()) == 1
 
 
 def test_skip_bad_images_replaces_unreadable_files_and_says_so(tree, tmp_path, capsys):

@@ -537,9 +537,10 @@ def check_passthrough(opts):
     if "search" in opts.phase:
         searched = {f"--{name.replace('_', '-')}" for setting in settings(opts)
                     for name in train.search_space(setting.dataset, setting.method)}
-        for flag in sorted(given & searched):
-            raise UsageError(f"{flag} is searched in --phase search, so every trial would run at the value "
-                             f"given; drop it, or narrow the range in train.RANGES")
+        overridden = sorted(given & searched)
+        if overridden:
+            raise UsageError(f"{overridden[0]} is searched in --phase search, so every trial would run at the "
+                             f"value given; drop it, or narrow the range in train.RANGES")
 
 
 def check(opts):

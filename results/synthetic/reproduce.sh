@@ -3,6 +3,8 @@
 # RATIO (default 1.0; 0.5 and 0.9 for issue 14) and SEEDS_UP_TO (default 10) pick the runs; all go to one CSV.
 # AMP=bf16 trains under bfloat16 autocast (train.py --amp; the rows record it); saliency stays fp32.
 # CSV (default results/synthetic/results.csv) puts a separate experiment, e.g. a bf16 bridge, elsewhere.
+# EPOCHS (default 20, patience the same) and METHODS (default all) serve such experiments too, e.g. the
+# 100-epoch Adversarial runs that test REPRODUCTION.md's guess about its gap to the paper.
 # Seed-major: `sweep.py --seeds N` runs every seed up to N of all 7 settings that has no final row yet,
 # JOBS (default 2) at a time, one thread each. Then it scores what is not scored yet:
 #   every run:  gradient saliency's cascading randomisation (saliency.py --cascade, about a minute)
@@ -17,11 +19,12 @@ cd "$(dirname "$0")/../.."
 CSV=${CSV:-results/synthetic/results.csv}  # the run directories go beside it, in runs/
 RATIO=${RATIO:-1.0}
 UP_TO=${SEEDS_UP_TO:-10}
+EPOCHS=${EPOCHS:-20}
 IG=${IG_SEEDS:-3}
 for n in $(seq 1 "$UP_TO"); do
   (( n <= IG || (n - IG) % 2 == 0 || n == UP_TO )) || continue
-  OMP_NUM_THREADS=1 python sweep.py --phase seeds --dataset synthetic --ratios "$RATIO" --methods all \
-      --mask-fills shuffle zero --seeds "$n" --epochs 20 --patience 20 --jobs "${JOBS:-2}" --results "$CSV" \
+  OMP_NUM_THREADS=1 python sweep.py --phase seeds --dataset synthetic --ratios "$RATIO" --methods ${METHODS:-all} \
+      --mask-fills shuffle zero --seeds "$n" --epochs "$EPOCHS" --patience "$EPOCHS" --jobs "${JOBS:-2}" --results "$CSV" \
       ${AMP:+--amp "$AMP"}
   # What is not scored yet, one "run-dir method [--cascade]" line each (recorded rows are skipped).
   python - "$CSV" "$RATIO" "$IG" <<'PY' | xargs -r -L 1 -P "${JOBS:-2}" sh -c \

@@ -101,11 +101,17 @@ def test_each_seed_gets_its_own_data_unless_a_data_seed_is_given(tmp_path):
     assert not train.torch.equal(load(3)["train"].x, load(4)["train"].x)
 
 
-def test_rows_record_the_software_and_hardware(tmp_path):
-    _, path = run(tmp_path)
+def test_rows_record_the_software_and_hardware_and_the_thread_count(tmp_path):
+    # The thread count changes a CPU run's numbers (the order of its sums), so the rows say what it was.
+    before = train.torch.get_num_threads()
+    train.torch.set_num_threads(2)
+    try:
+        _, path = run(tmp_path)
+    finally:
+        train.torch.set_num_threads(before)
     final = read(path)[-1]
     assert final["torch_version"] == train.torch.__version__ and final["gpu"] == "cpu"
-    assert final["git_commit"] != ""
+    assert final["git_commit"] != "" and final["threads"] == "2"
 
 
 BAD = [

@@ -41,8 +41,8 @@ COLUMNS = [
     # (every layer above it is re-initialised too)
     "iou_chance", "iou_untrained", "randomized",
     # where it ran (software, hardware, CPU threads, cuDNN's determinism) and where its files are;
-    # "threads" because the number of CPU threads changes the order of floating-point sums, and with it
-    # a run's numbers (REPRODUCTION.md: one epoch of Masked, seed 1, ends at train loss 0.2775 on one, 0.2805 on two)
+    # "threads" because the number of CPU threads changes the order of floating-point sums, and with it a
+    # run's numbers (one epoch of Masked, seed 1, ends at train loss 0.2775 on one thread, 0.2805 on two)
     "device", "threads", "gpu", "torch_version", "cuda_version", "deterministic", "git_commit", "run_dir",
 ]
 
@@ -235,7 +235,8 @@ def environment(device, deterministic=None):
     import torch  # here: reading and appending rows (plots.py, sweep.py) does not need torch
 
     device = torch.device(device)
-    return {"device": str(device), "threads": torch.get_num_threads(), "torch_version": torch.__version__, "cuda_version": torch.version.cuda,
+    return {"device": str(device), "threads": torch.get_num_threads(),
+            "torch_version": torch.__version__, "cuda_version": torch.version.cuda,
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "deterministic": torch.backends.cudnn.deterministic if deterministic is None else deterministic,
             "git_commit": git_commit()}

@@ -454,6 +454,22 @@ def test_rules_table_gives_each_rules_auc_and_the_paired_difference_to_classific
     assert r"$\Delta$ vs Classification" in (tmp_path / "out" / "tables.tex").read_text()
 
 
+def test_a_method_significantly_behind_classification_is_bold_too(tmp_path):
+    """Without a shift, a prior that costs AUC is the finding: RRR behind on every seed (p < 0.05) is marked;
+    Masked, ahead on two seeds and behind on two, is not."""
+    path = str(tmp_path / "results.csv")
+    final = {"baseline": [1.0, 0.99, 0.98, 1.0], "rrr": [0.7, 0.65, 0.6, 0.73], "masked": [1.0, 0.97, 0.99, 0.98]}
+    for method, aucs in final.items():
+        for seed, t in enumerate(aucs, start=1):
+            write_run(path, method, seed, 0.5, epochs=rule_epochs([t] * 4), test_auc=t, iou=0.1)
+    code, stdout, _ = run(["--results", path, "--out", str(tmp_path / "out")])
+    assert code == 0
+    rows = rules_rows(stdout)
+    behind = rows["lowest reversed-valid loss (paper's)", "RRR"][1]
+    assert behind.startswith("**-0.32 ± ") and stats.ttest_rel(final["rrr"], final["baseline"]).pvalue < 0.05
+    assert not rows["lowest reversed-valid loss (paper's)", "Masked"][1].startswith("**")
+
+
 def test_cascade_figure_has_a_panel_per_saliency_method_and_a_curve_per_training_method(tmp_path, drawn):
     """grad has the whole cascade, ig only its first two steps; the first point is the trained IoU."""
     path = str(tmp_path / "results.csv")

@@ -585,3 +585,40 @@ def test_the_scoring_variants_check_reproduces_the_recorded_iou_with_ours(traine
     assert variants.main(["grad", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no such directory" in err
+
+
+def test_the_rrr_check_finds_a_penalty_silenced_by_a_prediction_of_one_half():
+    """rrr_confidence.py's two-class identity: d sum_k log p_k/dx = (1 - 2p) d(z_1 - z_0)/dx. A linear
+    net whose logit z_1 reads only a pixel outside a 1-pixel mask has all its gradient outside (share 1,
+    IoU 0); at p = 1/2 the penalised gradient is zero although the map's is not."""
+    examine = check_script("rrr_confidence").examine
+
+    class ReadsTheLastPixel(torch.nn.Module):  # z_0 = 0, z_1 = 2 x_24; the mask is pixel 0
+        def forward(self, x):
+            z1 = 2 * x.flatten(1)[:, -1]
+            return torch.stack([torch.zeros_like(z1), z1], 1)
+
+    net, mask = ReadsTheLastPixel(), torch.zeros(1, 1, 5, 5)  # 5 x 5: the blur's radius is 4
+    mask[0, 0, 0, 0] = 1
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 4, 4] = 3.0                                                    # z_1 = 6
+    confident, scores = examine(net, x, mask)
+    assert confident == pytest.approx(np.tanh(3.0))                        # |1 - 2 sigmoid(6)|
+    assert all(iou == 0.0 and share == pytest.approx(1.0) for iou, share in scores.values())
+    half, scores = examine(net, torch.zeros(1, 1, 5, 5), mask)            # z_1 = 0: p = 1/2
+    assert half == 0.0
+    (_, map_share), (_, penalised_share) = scores.values()
+    assert map_share == pytest.approx(1.0) and penalised_share == 0.0       # (1 - 2p) = 0 silences it
+
+
+def test_the_rrr_check_scores_the_map_as_saliency_py_does(trained_run, capsys, tmp_path):
+    """rrr_confidence.py's dz_1/dx IoU is the IoU the run's final row recorded (same images, same scoring);
+    a missing run is one line on stderr and exit 2."""
+    run, path = trained_run
+    assert check_script("rrr_confidence").main([str(run)]) == 0
+    line = capsys.readouterr().out.strip()
+    final = next(r for r in read(path) if r["kind"] == "final")
+    assert f"(saliency.py's map): IoU {float(final['iou']):.3f}" in line
+    assert check_script("rrr_confidence").main([str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no such directory" in err

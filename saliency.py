@@ -565,6 +565,16 @@ def load_model(run, ckpt):
     return net
 
 
+def scored_test_images(run):
+    """A saved run's trained network (CPU) and the test images saliency.py scores (the positives with a mask),
+    as (net, x, mask): what the check scripts in results/ examine. UsageError or datasets.DataError on bad input."""
+    ckpt = load_run(run)
+    net = load_model(run, ckpt)
+    test = datasets.load(argparse.Namespace(**ckpt["config"]))["test"]
+    keep = scored(test.y, test.mask)
+    return net, test.x[keep], test.mask[keep]
+
+
 def run_id_of(run, ckpt):
     """The run's id as its results rows give it, so a saliency row joins its run's final row.
 

@@ -16,7 +16,6 @@ It records nothing.
 
 Needs the runs' best.pt (not committed: run it where the runs were trained).
 """
-import argparse
 import os
 import sys
 
@@ -54,14 +53,11 @@ def main(argv):
         return 2
     for run in argv:
         try:
-            ckpt = saliency.load_run(run)
-            net = saliency.load_model(run, ckpt)
-        except saliency.UsageError as e:
+            net, x, mask = saliency.scored_test_images(run)
+        except (saliency.UsageError, datasets.DataError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        test = datasets.load(argparse.Namespace(**ckpt["config"]))["test"]
-        keep = saliency.scored(test.y, test.mask)
-        confidence, scores = examine(net, test.x[keep], test.mask[keep])
+        confidence, scores = examine(net, x, mask)
         print(f"{os.path.basename(run.rstrip('/'))}: mean |1 - 2p| {confidence:.3f}" + "".join(
             f"; {name}: IoU {iou:.3f}, outside share {share:.3f}" for name, (iou, share) in scores.items()),
             flush=True)

@@ -8,7 +8,6 @@ nothing.
 
 Needs the runs' best.pt (not committed: run it where the runs were trained).
 """
-import argparse
 import os
 import sys
 
@@ -45,14 +44,10 @@ def main(argv):
     method, runs = argv[0], argv[1:]
     for run in runs:
         try:
-            ckpt = saliency.load_run(run)
-            net = saliency.load_model(run, ckpt)
-        except saliency.UsageError as e:
+            net, x, mask = saliency.scored_test_images(run)
+        except (saliency.UsageError, datasets.DataError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        test = datasets.load(argparse.Namespace(**ckpt["config"]))["test"]
-        keep = saliency.scored(test.y, test.mask)
-        x, mask = test.x[keep], test.mask[keep]
         s = saliency.SALIENCY[method](net, x)
         for name, (f, sigma, binarise) in VARIANTS.items():
             scores, _ = binarise(f(s), mask, sigma)

@@ -12,7 +12,10 @@ products, with torch's flop_counter formulas), so GFLOP/s says how fast the
 device does it; on a GPU the same count, from a CPU run, sizes a job.
 At 28x28 it also times a whole synthetic epoch as train.py runs it (train,
 then the valid, valid_id and test evaluations) and the saliency scoring of the
-positive test images. "eval %" is valid + valid_id + test evaluation as a
+positive test images, and "diag. s" what a final or probe row adds (train.measure: saliency with
+its baselines, and the shortcut diagnostics); "diag %" is a 100-epoch run's six probes (each with its
+test evaluation) and final measurement as a share of its 100 epochs of training and validation.
+"eval %" is valid + valid_id + test evaluation as a
 share of the training pass, the cost of an epoch that could be selected;
 "valid %" (valid + valid_id) the cost of the other epochs, where train.py
 skips the test split. Times are medians over
@@ -165,7 +168,8 @@ def bench_epoch(name, hp, splits, device):
         timed(lambda: train.evaluate(net, splits[s], hp.batch_size, device, hp.amp), device)
         for s in ("valid", "valid_id", "test"))
     saliency_s = timed(lambda: saliency.score(net, splits["test"], "grad", device), device)
-    return train_s, valid_s + valid_id_s, test_s, saliency_s
+    measure_s = timed(lambda: train.measure(net, splits["test"], hp, device), device)
+    return train_s, valid_s + valid_id_s, test_s, saliency_s, measure_s
 
 
 def bench_cached_loader(n_images, size=224, batch_size=16):
@@ -239,7 +243,7 @@ def main(argv=None):
     print(f"device {device}, {torch.get_num_threads()} threads, {args.size}x{args.size}, batch {args.batch_size}, "
           f"{args.amp}")
     print(f"{'method':12} {'img/s':>8} {'step ms':>8} {'floor ms':>9} {'overhead':>9} {'GFLOP':>7} {'GFLOP/s':>8} "
-          f"{'epoch s':>8} {'eval %':>7} {'valid %':>8} {'sal. s':>7} {'peak MB':>8}")
+          f"{'epoch s':>8} {'eval %':>7} {'valid %':>8} {'sal. s':>7} {'diag. s':>8} {'diag %':>7} {'peak MB':>8}")
     for name in args.methods:
         hp = train.resolve(train.parse_args(["--method", name, "--device", args.device, "--amp", args.amp,
                                              "--batch-size", str(args.batch_size)]))
@@ -257,10 +261,14 @@ def main(argv=None):
                "floor_ms": 1e3 * floor, "overhead": step / floor, "step_gflop": flops / 1e9,
                "gflop_per_s": flops / 1e9 / step}
         if splits is not None and not args.no_epoch:
-            train_s, valid_s, test_s, saliency_s = bench_epoch(name, hp, splits, device)
+            train_s, valid_s, test_s, saliency_s, measure_s = bench_epoch(name, hp, splits, device)
+            # A 100-epoch run measures its model 7 times (6 probes, each with a test evaluation, and the
+            # final row), against at least 100 x (train + valid) of training.
+            run_s = 100 * (train_s + valid_s)
             row.update(epoch_s=train_s + valid_s + test_s, train_s=train_s, valid_s=valid_s, test_s=test_s,
                        eval_fraction=(valid_s + test_s) / train_s, valid_fraction=valid_s / train_s,
-                       saliency_s=saliency_s)
+                       saliency_s=saliency_s, measure_s=measure_s,
+                       measure_fraction=(len(train.PROBE_EPOCHS) * (measure_s + test_s) + measure_s) / run_s)
         row["peak_mb"] = peak_memory_mb(device)
         rows.append(row)
         print(f"{name:12} {row['images_per_s']:8.1f} {row['step_ms']:8.1f} {row['floor_ms']:9.1f} "
@@ -268,7 +276,8 @@ def main(argv=None):
               f"{row.get('epoch_s', float('nan')):8.2f} "
               f"{100 * row.get('eval_fraction', float('nan')):7.1f} "
               f"{100 * row.get('valid_fraction', float('nan')):8.1f} "
-              f"{row.get('saliency_s', float('nan')):7.2f} {row['peak_mb']:8.0f}", flush=True)
+              f"{row.get('saliency_s', float('nan')):7.2f} {row.get('measure_s', float('nan')):8.2f} "
+              f"{100 * row.get('measure_fraction', float('nan')):7.2f} {row['peak_mb']:8.0f}", flush=True)
     files = None
     if args.checkpoint:
         os.makedirs(args.checkpoint, exist_ok=True)

@@ -98,6 +98,19 @@ def _box_pixels(right, size=SIZE):
     return img
 
 
+def box_image(right, size=SIZE):
+    """Torch bool images (N, size, size) of the box at the generator's positions, bottom-right where `right`."""
+    return torch.from_numpy(_box_pixels(np.asarray(right, dtype=bool), size))
+
+
+def box_pixels(x, mask):
+    """Which pixels of synthetic images are the box's: lit and outside the (undilated) cross mask.  (B, 1, H, W)
+
+    A box pixel that a cross covers is a cross pixel, as in `Scenes.render`.
+    """
+    return (x > 0) & (mask == 0)
+
+
 @dataclass
 class Scenes:
     """What n synthetic images show, before they are drawn as pixels."""

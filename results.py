@@ -6,7 +6,8 @@ and flushes. A file whose header differs from ``COLUMNS`` is refused, so one
 file never mixes two schemas. ``kind`` says what a row is: ``epoch`` (one per
 training epoch), ``final`` (one per finished run: the selected epoch's
 metrics), ``saliency`` (a saved run scored again by saliency.py), ``failed``
-(a sweep trial that crashed without a final row, recorded by sweep.py).
+(a sweep trial that crashed without a final row, recorded by sweep.py), ``probe``
+(the model as it is at one of train.py's probe epochs, measured like a final row).
 
 It also says how a run's row describes the run (``config_columns``,
 ``environment``, ``git_commit``), so train.py and saliency.py both describe
@@ -40,6 +41,12 @@ COLUMNS = [
     # untrained network; "randomized": on cascading-randomisation rows, the deepest layer re-initialised
     # (every layer above it is re-initialised too)
     "iou_chance", "iou_untrained", "randomized",
+    # where the same smoothed map's mass lies, before binarising (saliency.map_measures): the share outside
+    # the mask, the share on the synthetic box, whether its maximum is inside the mask; all-zero maps left out
+    "outside_mass", "box_mass", "pointing", "n_zero_maps",
+    # does the model use the shortcut (diagnostics.py): the synthetic ground truth (box moved, removed, put
+    # where training put it) and what the masks alone tell, without saliency (every dataset)
+    "box_effect", "test_auc_nobox", "test_auc_train_rule", "test_auc_masked_input", "mask_effect",
     # where it ran (software, hardware, CPU threads, cuDNN's determinism) and where its files are;
     # "threads" because the number of CPU threads changes the order of floating-point sums, and with it a
     # run's numbers (one epoch of Masked, seed 1, ends at train loss 0.2775 on one thread, 0.2805 on two)

@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 
 import datasets
+import diagnostics
 import results
 from models import ResNet18
 
@@ -244,6 +245,26 @@ def top_k_localisation(s, mask, sigma=1.0):
     return localisation(binarize_top_k(smooth(s, sigma), mask), mask)
 
 
+def map_measures(g, mask, box=None):
+    """Where a map's mass lies, before any binarising, per image.  ({name: (n,)}, number of zero maps)
+
+    g is the map IoU binarises (|saliency| smoothed); mask the expert mask;
+    box (synthetic only) the confounder's pixels, which never include a cross
+    pixel. outside_mass = share of g's total outside the mask, box_mass = share
+    on the box, pointing = 1 if g's maximum (the first, in row-major order) lies
+    inside the mask. A map that is zero everywhere has no mass and no maximum:
+    it is left out (and counted) rather than scored.
+    """
+    flat, inside = g.flatten(1).double(), mask.flatten(1) > 0            # (B, N)
+    total = flat.sum(1)                                                  # (B,)
+    keep = (total > 0) & inside.any(1)
+    out = {"outside_mass": (flat * ~inside).sum(1) / total.clamp_min(1e-300),
+           "pointing": inside.gather(1, flat.argmax(1, keepdim=True)).squeeze(1).double()}
+    if box is not None:
+        out["box_mass"] = (flat * box.flatten(1)).sum(1) / total.clamp_min(1e-300)
+    return {k: v[keep] for k, v in out.items()}, int((~keep & inside.any(1)).sum())
+
+
 def _top_half(s):
     """Per image: |s| smoothed (sigma = 1), values above its median kept, the rest 0.  (B, H, W)"""
     g = smooth(s.abs()).sum(1)                          # (B, H, W): channels summed (one for our images)
@@ -355,15 +376,19 @@ def scored(y, mask):
     return (y == TARGET) & (mask.flatten(1).amax(1) > 0)
 
 
-def _localise(models, split, explain, batch_size, device, figures=None):
-    """Each model's per-image IoU, IoP and IoT on the positive images of `split` that have a mask, in one pass.
+def _localise(models, split, explain, batch_size, device, figures=None, box=False):
+    """Each model's per-image scores on the positive images of `split` that have a mask, in one pass.
 
     saliency -> abs -> smooth(sigma=1) -> binarize_top_k -> localisation,
-    batch by batch, every model on the same batch. Returns ({name: {"iou",
-    "iop", "iot"} -> (n,)}, chance IoU (n,), positives left out for an
-    empty mask). `figures` (a _Figures) collects the first model's maps.
+    and `map_measures` of the smoothed map (box_mass too when `box`: the
+    split is synthetic), batch by batch, every model on the same batch.
+    Returns ({name: {"iou", "iop", "iot", "outside_mass", "pointing"[,
+    "box_mass"]} -> per-image tensor}, chance IoU (n,), positives left out
+    for an empty mask, {name: maps left out of the mass measures for being
+    zero}). `figures` (a _Figures) collects the first model's maps.
     """
-    per_image = {name: {"iou": [], "iop": [], "iot": []} for name in models}
+    per_image = {name: {} for name in models}
+    n_zero = dict.fromkeys(models, 0)
     chance, n_empty = [], 0
     for x, y, mask in split.batches(batch_size):
         keep = scored(y, mask)                                   # (B,)
@@ -374,13 +399,18 @@ def _localise(models, split, explain, batch_size, device, figures=None):
         chance.append(chance_iou(mask).cpu())
         for i, (name, net) in enumerate(models.items()):
             s = explain(net, x).abs()                            # (b, 1, H, W)
-            scores, _ = top_k_localisation(s, mask)
-            for k, v in scores.items():
-                per_image[name][k].append(v.cpu())
+            g = smooth(s)
+            scores, _ = localisation(binarize_top_k(g, mask), mask)
+            masses, zero = map_measures(g, mask, datasets.box_pixels(x, mask) if box else None)
+            n_zero[name] += zero
+            for k, v in {**scores, **masses}.items():
+                per_image[name].setdefault(k, []).append(v.cpu())
             if figures is not None and i == 0:
                 figures.add(s, x, mask)
     cat = lambda v: torch.cat(v) if v else torch.zeros(0, dtype=torch.float64)
-    return {name: {k: cat(v) for k, v in d.items()} for name, d in per_image.items()}, cat(chance), n_empty
+    keys = ("iou", "iop", "iot", "outside_mass", "pointing") + (("box_mass",) if box else ())
+    per_image = {name: {k: cat(d.get(k, [])) for k in keys} for name, d in per_image.items()}
+    return per_image, cat(chance), n_empty, n_zero
 
 
 def _mean(v):
@@ -428,7 +458,7 @@ def _read_cached(path):
 
 
 def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=None, ig_steps=IG_STEPS, *,
-          untrained_seed=0, architecture=ResNet18, untrained_cache=None):
+          untrained_seed=0, architecture=ResNet18, untrained_cache=None, box=False):
     """Localisation of `saliency` on the positive images of `split` that have a mask, with its baselines.
 
     `model` must already be on `device` (its train/eval mode is left as it
@@ -439,8 +469,10 @@ def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=No
     iou_untrained (the same saliency through `untrained_model(untrained_seed,
     architecture)`, by default the ResNet18 train.py trains: pass the run's
     seed, and it is the network the run started from), n_scored, n_empty_masks (positives
-    left out for an empty mask) and saliency_seconds (all of it, the
-    untrained network's pass included). With `out_dir`, also writes
+    left out for an empty mask), the `map_measures` means outside_mass,
+    pointing and (with `box`: a synthetic split) box_mass, over the maps that
+    are not zero everywhere, n_zero_maps (those that are), and
+    saliency_seconds (all of it, the untrained network's pass included). With `out_dir`, also writes
     <out_dir>/saliency.npz of the trained model's maps (see `_write_npz`).
 
     With `untrained_cache` (a directory), the untrained network's per-image
@@ -458,18 +490,18 @@ def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=No
         cached = _read_cached(cache)
     models = {"trained": model} if cached else {"trained": model, "untrained": untrained}
     figures = _Figures() if out_dir is not None else None
-    per_image, chance, n_empty = _localise(models, split, _explainer(saliency, ig_steps), batch_size, device,
-                                           figures)
+    per_image, chance, n_empty, n_zero = _localise(models, split, _explainer(saliency, ig_steps), batch_size,
+                                                   device, figures, box)
     if cache is not None and cached is None:
         try:
             os.makedirs(untrained_cache, exist_ok=True)
-            _write_npz(cache, **{k: v.numpy() for k, v in per_image["untrained"].items()})
+            _write_npz(cache, **{k: per_image["untrained"][k].numpy() for k in ("iou", "iop", "iot")})
         except OSError as e:  # the cache only saves time: the scores computed here still count
             print(f"warning: untrained scores not cached in {untrained_cache} ({e})", file=sys.stderr)
     n = len(chance)
     out = dict(saliency=saliency, **{k: _mean(v) for k, v in per_image["trained"].items()},
                iou_chance=_mean(chance), iou_untrained=_mean((cached or per_image["untrained"])["iou"]),
-               n_scored=n, n_empty_masks=n_empty)
+               n_scored=n, n_empty_masks=n_empty, n_zero_maps=n_zero["trained"])
     if figures is not None and n:
         _write_npz(os.path.join(out_dir, "saliency.npz"), saliency=np.array(saliency), **figures.arrays(n))
     out["saliency_seconds"] = round(time.perf_counter() - start, 3)
@@ -477,21 +509,22 @@ def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=No
 
 
 def score_cascade(model, split, saliency="grad", device="cpu", batch_size=64, ig_steps=IG_STEPS, *, seed=0,
-                  architecture=ResNet18):
+                  architecture=ResNet18, box=False):
     """Yield one results dict per CASCADE step: `score`'s columns for the model randomised down to that step.
 
     Keys: saliency, randomized (the step: the deepest layer re-initialised),
     iou, iop, iot, iou_chance (the same as `score`'s: it depends on the
-    masks only), n_scored, n_empty_masks and saliency_seconds (that step's).
+    masks only), n_scored, n_empty_masks, the `map_measures` columns and
+    saliency_seconds (that step's).
     Each step is scored as soon as it is made, so a caller can record it
     before the next. `seed` draws the new weights (`untrained_model`): pass the run's seed.
     """
     explain = _explainer(saliency, ig_steps)
     for step, net in cascade(model, seed, architecture):
         start = time.perf_counter()
-        per_image, chance, n_empty = _localise({step: net}, split, explain, batch_size, device)
+        per_image, chance, n_empty, n_zero = _localise({step: net}, split, explain, batch_size, device, box=box)
         yield dict(saliency=saliency, randomized=step, **{k: _mean(v) for k, v in per_image[step].items()},
-                   iou_chance=_mean(chance), n_scored=len(chance), n_empty_masks=n_empty,
+                   iou_chance=_mean(chance), n_scored=len(chance), n_empty_masks=n_empty, n_zero_maps=n_zero[step],
                    saliency_seconds=round(time.perf_counter() - start, 3))
 
 
@@ -635,6 +668,9 @@ def main(args):
                              f"writable directory, or 'none' to keep nothing") from e
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
     rows = []
+    synthetic = config.dataset == "synthetic"
+    # Whether the run's model uses the shortcut does not depend on the saliency method: measured once.
+    shortcut = diagnostics.shortcut(net, splits["test"], synthetic, device)
     env = results.environment(device)  # read once, now: the code that scores is the code this process loaded
 
     def record(scores):
@@ -652,8 +688,8 @@ def main(args):
         out_dir = run if same else os.path.join(run, f"saliency-{method}")
         os.makedirs(out_dir, exist_ok=True)
         scores = score(net, splits["test"], method, device, out_dir=out_dir, ig_steps=args.ig_steps,
-                       untrained_seed=seed, untrained_cache=cache)
-        record(scores)
+                       untrained_seed=seed, untrained_cache=cache, box=synthetic)
+        record(dict(scores, **shortcut))
         detail = f" ({args.ig_steps} steps)" if method == "ig" else ""
         print(f"{method}{detail} saliency on {scores['n_scored']} positive test images: iou {fmt(scores['iou'])}  "
               f"iop {fmt(scores['iop'])}  iot {fmt(scores['iot'])}  chance {fmt(scores['iou_chance'])}  "
@@ -661,7 +697,8 @@ def main(args):
               f"mask left out, {scores['saliency_seconds']:.1f} s)\nresults row -> {path}\n"
               f"maps -> {os.path.join(out_dir, 'saliency.npz')}", flush=True)
     for method in methods if args.cascade else ():
-        for scores in score_cascade(net, splits["test"], method, device, ig_steps=args.ig_steps, seed=seed):
+        for scores in score_cascade(net, splits["test"], method, device, ig_steps=args.ig_steps, seed=seed,
+                                    box=synthetic):
             record(scores)
             print(f"{method} cascade, re-initialised down to {scores['randomized']}: iou {fmt(scores['iou'])}  "
                   f"({scores['saliency_seconds']:.1f} s)", flush=True)

@@ -27,9 +27,11 @@ import torch
 from tqdm import tqdm
 
 import datasets
+import diagnostics
 import losses
 import results
 import saliency
+from diagnostics import auc
 from models import ResNet18
 
 # ------------------------------------------------------------------ hyperparameters
@@ -98,6 +100,7 @@ def search_space(dataset, method):
 
 
 # ------------------------------------------------------------------ arguments
+PROBE_EPOCHS = (1, 2, 5, 10, 20, 50)  # early epochs of several methods still read the synthetic box
 
 class UsageError(ValueError):
     """A bad flag value: reported as one line naming the flag and the fix, exit code 2."""
@@ -128,6 +131,9 @@ def parse_args(argv=None):
     p.add_argument("--saliency", choices=tuple(saliency.SALIENCY), default="grad",
                    help="saliency scored on the positive test images: input gradients (the paper's tables), "
                         "integrated gradients (200 steps) or occlusion; saliency.py --saliency all adds the others")
+    p.add_argument("--probes", action=argparse.BooleanOptionalAction, default=True,
+                   help=f"at epochs {', '.join(map(str, PROBE_EPOCHS))}, also record a kind=probe row: the model "
+                        f"as it is then, measured like the final row (saliency, shortcut diagnostics)")
     p.add_argument("--amp", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: train and evaluate under bfloat16 autocast (CPU and CUDA); saliency stays fp32")
     p.add_argument("--test-every-epoch", action="store_true",
@@ -262,19 +268,6 @@ def train_epoch(net, opt, method, split, hp, generator, device, desc):
     return means
 
 
-def auc(scores, labels):
-    """Area under the ROC curve = P(a positive scores above a negative), ties counting one half:
-    the Mann-Whitney U statistic from average ranks. (Here rather than scikit-learn's, whose
-    import costs every run about a second; tests check the two agree.)"""
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]  # 1-based ranks, tied scores share their mean
-    positive = labels == 1
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")  # undefined with one class; check_splits refuses such splits
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 @torch.inference_mode()
 def evaluate(net, split, batch_size, device, amp="fp32"):
     """Cross-entropy, AUC and accuracy of the model on a split (unmasked images), in the run's precision.
@@ -298,6 +291,16 @@ def evaluate(net, split, batch_size, device, amp="fp32"):
             "acc": float((logits.argmax(1) == labels).mean())}
 
 
+def measure(net, test, args, device, out_dir=None, untrained_cache=None):
+    """What a final or probe row records of a model beyond its metrics: its saliency on the positive test
+    images (saliency.score) and whether it uses the shortcut (diagnostics.shortcut). Eval mode, fp32; the
+    training RNG streams are untouched, so a run with probes trains exactly as one without."""
+    synthetic = args.dataset == "synthetic"
+    return dict(saliency.score(net, test, args.saliency, device, out_dir=out_dir, untrained_seed=args.seed,
+                               untrained_cache=untrained_cache, box=synthetic),
+                **diagnostics.shortcut(net, test, synthetic, device))
+
+
 def check_splits(splits):
     for name, split in splits.items():
         if len(torch.unique(split.y)) != 2:
@@ -310,7 +313,7 @@ CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 LOCK = ".lock"
 # May differ between a run and its resumption.
-NOT_CONFIG = {"resume", "device", "results", "out", "test_every_epoch", "checkpoint_every"}
+NOT_CONFIG = {"resume", "device", "results", "out", "test_every_epoch", "checkpoint_every", "probes"}
 
 
 class RunLock:
@@ -564,6 +567,11 @@ def run(args, splits, out, run_id):
         # The row first, then the weights and the checkpoint: a kill in between re-runs the epochs
         # since the last checkpoint, whose rows are then skipped and whose weights come out the same.
         record(args, row, recorded)
+        if args.probes and epoch in PROBE_EPOCHS and ("probe", str(epoch)) not in recorded:
+            test = test or evaluate(net, splits["test"], args.batch_size, device, args.amp)
+            record(args, dict(row, kind="probe", **{f"test_{k}": v for k, v in test.items()},
+                              **measure(net, splits["test"], args, device,
+                                        untrained_cache=os.path.join(out, "untrained-saliency"))), recorded)
         if best_loss:
             save_best(net, args, epoch, out, run_id)
         if stop or epoch == args.epochs or time.time() - last_checkpoint >= args.checkpoint_every:
@@ -580,9 +588,8 @@ def run(args, splits, out, run_id):
         if state["status"] != "ok":  # diverged: the loop left before its checkpoint
             promote_best(out, best["epoch"])
         net.load_state_dict(torch.load(os.path.join(out, BEST), map_location=device, weights_only=True)["model"])
-        # Does the selected model look at the right pixels? Scored on the positive test images.
-        final.update(saliency.score(net, splits["test"], args.saliency, device, out_dir=out,
-                                    untrained_seed=args.seed))
+        # Does the selected model look at the right pixels, and does it use the shortcut?
+        final.update(measure(net, splits["test"], args, device, out_dir=out))
     record(args, final, recorded)
     # A finished run keeps only a small marker: a later --resume sees it and does nothing.
     save_atomic({"config": vars(args), "run_id": run_id, "final": final}, os.path.join(out, CHECKPOINT))

@@ -73,12 +73,14 @@ def test_a_kill_after_the_first_row_and_before_its_checkpoint_is_resumed_without
     monkeypatch.setattr(train, "save_atomic", die_at_the_first_epoch_checkpoint)
     with pytest.raises(Killed):
         train.cli(argv)
-    assert [r["epoch"] for r in results.read_rows(str(tmp_path / "r.csv"))] == ["1"]  # the row got out
+    got_out = [(r["kind"], r["epoch"]) for r in results.read_rows(str(tmp_path / "r.csv"))]
+    assert got_out == [("epoch", "1"), ("probe", "1")]  # the epoch's row and its probe got out
     monkeypatch.setattr(train, "save_atomic", save)
     assert train.cli(argv) == 0
     rows = results.read_rows(str(tmp_path / "r.csv"))
-    assert [r["kind"] for r in rows] == ["epoch", "epoch", "final"]
-    assert [r["epoch"] for r in rows[:2]] == ["1", "2"] and len({r["run_id"] for r in rows}) == 1
+    assert [(r["kind"], r["epoch"]) for r in rows[:4]] == [("epoch", "1"), ("probe", "1"), ("epoch", "2"),
+                                                           ("probe", "2")]  # epoch 1 redone, not recorded twice
+    assert rows[4]["kind"] == "final" and len(rows) == 5 and len({r["run_id"] for r in rows}) == 1
 
 @pytest.fixture
 def finished(tmp_path, capsys):

@@ -362,7 +362,7 @@ def test_score_returns_the_results_columns_and_writes_the_npz(tmp_path, test_spl
     out = saliency.score(Linear(size=28), test_split, method, batch_size=48, out_dir=str(tmp_path),
                          architecture=linear28)
     assert set(out) == {"saliency", "iou", "iop", "iot", "iou_chance", "iou_untrained", "n_scored",
-                        "n_empty_masks", "saliency_seconds"}
+                        "n_empty_masks", "saliency_seconds", "outside_mass", "pointing", "n_zero_maps"}
     assert set(out) <= set(results.COLUMNS)
     assert out["saliency"] == method and out["n_scored"] == 64 and out["n_empty_masks"] == 0
     assert all(0.0 <= out[k] <= 1.0 for k in ("iou", "iop", "iot", "iou_chance", "iou_untrained"))
@@ -455,6 +455,11 @@ def test_cli_appends_one_saliency_row_to_the_runs_csv(trained_run, capsys):
     assert row["run_id"] == final["run_id"]  # joins its run's final row
     assert row["selected_epoch"] == "1" and row["method"] == "baseline"
     assert row["n_scored"] == "16" and all(0.0 <= float(row[k]) <= 1.0 for k in ("iou", "iop", "iot"))
+    # the shortcut measures and the map's mass, added to a run that finished before they were recorded
+    for column in ("box_effect", "test_auc_nobox", "test_auc_train_rule", "test_auc_masked_input", "mask_effect",
+                   "outside_mass", "box_mass", "pointing", "n_zero_maps"):
+        assert row[column] != "" and (column == "n_zero_maps" or 0 <= float(row[column]) <= 1), column
+    assert row["box_effect"] == final["box_effect"] and row["iou"] == final["iou"]  # the same model
     assert f"iou {float(row['iou']):.3f}" in capsys.readouterr().out
     assert (run / "saliency.npz").exists()
 

@@ -29,13 +29,16 @@ def test_one_epoch_of_every_method_appends_well_formed_rows(tmp_path, method):
     with open(path) as f:
         assert f.readline().rstrip("\n").split(",") == results.COLUMNS
     rows = read(path)
-    assert [r["kind"] for r in rows] == ["epoch", "final"]
+    assert [r["kind"] for r in rows] == ["epoch", "probe", "final"]  # epoch 1 is a probe epoch
     final = rows[-1]
     assert final["status"] == "ok" and final["method"] == method and final["selected_epoch"] == "1"
     assert 0.0 <= float(final["valid_auc"]) <= 1.0 and 0.0 <= float(final["test_auc"]) <= 1.0
     assert float(final["lr"]) == train.TUNED[("synthetic", 1.0)][method]["lr"]
     assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "saliency.npz").exists()
     assert final["saliency"] == "grad" and final["n_scored"] == "16" and 0 <= float(final["iou"]) <= 1
+    for column in ("box_effect", "test_auc_train_rule", "mask_effect", "outside_mass", "box_mass", "pointing"):
+        assert 0 <= float(final[column]) <= 1, column
+    assert final["test_auc_masked_input"] == final["test_auc_nobox"]  # synthetic: masking removes the box
     if method != "baseline" and method != "masked":
         assert final["train_penalty"] != ""
 
@@ -48,18 +51,23 @@ def test_bf16_autocast_keeps_the_penalties_finite(tmp_path, method):
     assert float(final["train_penalty"]) == float(final["train_penalty"])  # finite, not NaN
 
 
-def test_same_seed_gives_identical_rows(tmp_path):
+def test_same_seed_gives_identical_rows_and_probes_do_not_change_training(tmp_path):
+    """The probes measure the model in eval mode without touching an RNG: a run without them trains the
+    same models and records the same rows, less the probe rows."""
     _, a = run(tmp_path, "--method", "actdiff", "--epochs", "2", csv_name="a.csv")
     _, b = run(tmp_path, "--method", "actdiff", "--epochs", "2", csv_name="b.csv")
+    _, c = run(tmp_path, "--method", "actdiff", "--epochs", "2", "--no-probes", csv_name="c.csv")
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in rows]
     assert strip(read(a)) == strip(read(b))
+    assert [r["kind"] for r in read(a)] == ["epoch", "probe", "epoch", "probe", "final"]
+    assert strip(r for r in read(a) if r["kind"] != "probe") == strip(read(c))
 
 
 def test_test_split_is_skipped_only_where_no_selection_rule_could_pick_the_epoch(tmp_path):
     """Default: test is evaluated at eligible epochs (from --burn-in on) with a new lowest valid loss
     (our rule), a new highest valid AUC or a new lowest valid_id loss (plots.py's other two rules).
     Training, the valid curves and the final row are the same as with --test-every-epoch."""
-    argv = ("--method", "actdiff", "--seed", "6", "--epochs", "5", "--patience", "5", "--burn-in", "2")
+    argv = ("--method", "actdiff", "--seed", "6", "--epochs", "5", "--patience", "5", "--burn-in", "2", "--no-probes")
     _, every = run(tmp_path, *argv, "--test-every-epoch", csv_name="every.csv")
     _, some = run(tmp_path, *argv, csv_name="some.csv")
     strip = lambda r: {k: v for k, v in r.items() if k not in TIME_COLUMNS and not k.startswith("test_")}

@@ -1,0 +1,215 @@
+"""Can saliency diagnose the shortcut? The analysis REPRODUCTION.md fixed before the 100-epoch numbers.
+
+    python diagnosis.py --results results/synthetic-100-epochs/results.csv --out results/synthetic-100-epochs/diagnosis.md
+
+On the synthetic task every model gets a ground-truth label from its AUC
+swing, test_auc_train_rule - test_auc (diagnostics.py): it *uses the
+shortcut* when the swing is at least SWING (0.5). Each diagnostic a
+practitioner could look at is then asked two things, in two pools of models
+(the final models, and the same runs' probes):
+
+    Spearman's rho   with the swing, with box_effect and with test AUC
+    AUROC            for telling shortcut models from the others, the diagnostic
+                     oriented as DIAGNOSTICS declares (0.5 = chance)
+    dAUROC           a saliency measure's AUROC minus mask_effect's
+
+each with a 95% interval from a bootstrap that resamples seeds (all of a
+seed's models together). Reads only the results CSV: no torch.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+from scipy import stats
+
+import results
+
+SWING = 0.5          # the label's threshold, fixed before the numbers (REPRODUCTION.md says why)
+BOOTSTRAP = 2000     # resamples of the seeds
+MIN_CLASS = 5        # fewer models than this in either class: no AUROC
+# name -> (column, +1 if a high value points at the shortcut else -1, family). Saliency measures come in one
+# version per saliency method; "grad" is the column of the final/probe row itself.
+SALIENCY_MEASURES = {"IoU": ("iou", -1), "IoP": ("iop", -1), "IoT": ("iot", -1),
+                     "outside mass": ("outside_mass", +1), "box mass": ("box_mass", +1),
+                     "pointing": ("pointing", -1)}
+OTHERS = {"mask effect": ("mask_effect", +1), "valid_id AUC": ("valid_id_auc", +1),
+          "reversed valid loss": ("valid_loss", +1), "reversed valid AUC": ("valid_auc", -1)}
+REFERENCE = "mask effect"
+
+
+def _float(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def pools(rows):
+    """{"final": table, "probe": table}: each a dict column -> array, one entry per model.
+
+    A run is its last final row; its probes are the probe rows with its run_id. IG and
+    occlusion versions of the saliency measures come from the run's saliency rows (final pool only).
+    """
+    finals = {}
+    for r in rows:
+        if r["kind"] == "final" and r["status"] == "ok" and r["box_effect"] != "":
+            finals[r["run_id"]] = r
+    extra = {}
+    for r in rows:
+        if r["kind"] == "saliency" and r["randomized"] == "" and r["saliency"] in ("ig", "occlusion") \
+                and r["run_id"] in finals:
+            extra.setdefault(r["run_id"], {}).update({f"{col}@{r['saliency']}": r[col] for col, _ in
+                                                      SALIENCY_MEASURES.values()})
+    probes = [r for r in rows if r["kind"] == "probe" and r["run_id"] in finals and r["box_effect"] != ""]
+    columns = ["seed", "method", "mask_fill", "epoch", "test_auc", "test_auc_train_rule", "box_effect"] + \
+        [c for c, _ in list(SALIENCY_MEASURES.values()) + list(OTHERS.values())]
+    ig_columns = [f"{c}@{m}" for m in ("ig", "occlusion") for c, _ in SALIENCY_MEASURES.values()]
+
+    def table(models, extras):
+        t = {c: np.array([_float(m[c]) for m in models]) for c in columns if c not in ("method", "mask_fill")}
+        t["setting"] = np.array([m["method"] + ("-zero" if m["mask_fill"] == "zero" and m["method"] == "masked"
+                                                else "") for m in models])
+        for c in ig_columns if extras else ():
+            t[c] = np.array([_float(extra.get(m["run_id"], {}).get(c)) for m in models])
+        t["swing"] = t["test_auc_train_rule"] - t["test_auc"]
+        return t
+
+    final_rows = sorted(finals.values(), key=lambda r: (int(r["seed"]), r["method"], r["mask_fill"]))
+    return {"final": table(final_rows, True), "probe": table(probes, False)}
+
+
+def diagnostics_of(table):
+    """The (name, column, direction, is_saliency) rows compared in this pool."""
+    out = [(f"{name} (grad)", col, d, True) for name, (col, d) in SALIENCY_MEASURES.items()]
+    for method in ("ig", "occlusion"):
+        out += [(f"{name} ({method})", f"{col}@{method}", d, True) for name, (col, d) in SALIENCY_MEASURES.items()
+                if np.isfinite(table.get(f"{col}@{method}", np.array([np.nan]))).any()]
+    return out + [(name, col, d, False) for name, (col, d) in OTHERS.items()]
+
+
+def auroc(score, label):
+    """P(a shortcut model scores above another), ties one half: Mann-Whitney U / (n1 n0). nan if one class."""
+    pos, neg = score[label], score[~label]
+    if len(pos) == 0 or len(neg) == 0:
+        return np.nan
+    return stats.mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg))
+
+
+def spearman(a, b):
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < 3 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
+        return np.nan
+    return stats.spearmanr(a[keep], b[keep]).statistic
+
+
+def statistics(table, idx):
+    """Every statistic of every diagnostic on the models `idx` of `table`: {name: {stat: value}}."""
+    label = table["swing"][idx] >= SWING
+    out = {}
+    for name, col, direction, _ in diagnostics_of(table):
+        x = table[col][idx]
+        keep = np.isfinite(x)
+        out[name] = {"rho_swing": spearman(x, table["swing"][idx]),
+                     "rho_box_effect": spearman(x, table["box_effect"][idx]),
+                     "rho_test_auc": spearman(x, table["test_auc"][idx]),
+                     "auroc": auroc(direction * x[keep], label[keep]), "n": int(keep.sum()),
+                     "n_shortcut": int(label[keep].sum())}
+    ref = out.get(REFERENCE, {}).get("auroc", np.nan)
+    for name, _, _, is_saliency in diagnostics_of(table):
+        out[name]["d_auroc"] = out[name]["auroc"] - ref if is_saliency else np.nan
+    return out
+
+
+def analyse(table, n_boot=BOOTSTRAP, seed=0):
+    """{name: {stat: (estimate, low, high)}} with the seed bootstrap's 95% percentile intervals, and the number of
+    resamples left out of AUROC intervals for lacking a class."""
+    all_idx = np.arange(len(table["seed"]))
+    point = statistics(table, all_idx)
+    seeds = np.unique(table["seed"])
+    by_seed = {s: all_idx[table["seed"] == s] for s in seeds}
+    rng = np.random.default_rng(seed)
+    draws = {name: {k: [] for k in stats_} for name, stats_ in point.items()}
+    for _ in range(n_boot):
+        idx = np.concatenate([by_seed[s] for s in rng.choice(seeds, size=len(seeds))])
+        for name, st in statistics(table, idx).items():
+            for k, v in st.items():
+                draws[name][k].append(v)
+    out = {}
+    for name, st in point.items():
+        out[name] = {}
+        for k, v in st.items():
+            d = np.array(draws[name][k], dtype=float)
+            d = d[np.isfinite(d)]
+            low, high = (np.percentile(d, [2.5, 97.5]) if len(d) else (np.nan, np.nan))
+            out[name][k] = (v, low, high, n_boot - len(d))
+    return out
+
+
+def _fmt(stat):
+    v, low, high, _ = stat
+    return "n/a" if not np.isfinite(v) else f"{v:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def report(tables, n_boot=BOOTSTRAP):
+    """The markdown the answer is written from."""
+    lines = [f"# Can saliency diagnose the shortcut?\n\nLabel: swing = test_auc_train_rule - test_auc >= {SWING}. "
+             f"Intervals: 95%, {n_boot} bootstrap resamples of the seeds. AUROC oriented so that 1 = the diagnostic "
+             f"ranks every shortcut model above every other; dAUROC = AUROC - {REFERENCE}'s AUROC.\n"]
+    for pool, table in tables.items():
+        n = len(table["swing"])
+        if n == 0:
+            lines.append(f"## Pool: {pool} models\n\nNo models yet.\n")
+            continue
+        label = table["swing"] >= SWING
+        seeds = np.unique(table["seed"]).astype(int)
+        lines.append(f"## Pool: {pool} models\n\n{n} models from {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
+                     f"{int(label.sum())} use the shortcut (swing >= {SWING}).\n")
+        settings = sorted(set(table["setting"]))
+        lines.append("| setting | models | shortcut | swing median | box_effect median |\n|---|---|---|---|---|")
+        for s in settings:
+            m = table["setting"] == s
+            lines.append(f"| {s} | {int(m.sum())} | {int(label[m].sum())} | {np.median(table['swing'][m]):.2f} | "
+                         f"{np.nanmedian(table['box_effect'][m]):.2f} |")
+        estimable = label.sum() >= MIN_CLASS and (~label).sum() >= MIN_CLASS
+        result = analyse(table, n_boot)
+        lines.append("\n| diagnostic | n | rho with swing | rho with box_effect | rho with test AUC | AUROC | "
+                     "dAUROC vs mask effect |\n|---|---|---|---|---|---|---|")
+        for name, st in result.items():
+            auc_cell = _fmt(st["auroc"]) if estimable else "not estimable"
+            d_cell = _fmt(st["d_auroc"]) if estimable and np.isfinite(st["d_auroc"][0]) else ""
+            lines.append(f"| {name} | {st['n'][0]} | {_fmt(st['rho_swing'])} | {_fmt(st['rho_box_effect'])} | "
+                         f"{_fmt(st['rho_test_auc'])} | {auc_cell} | {d_cell} |")
+        if not estimable:
+            lines.append(f"\nAUROC not estimable: fewer than {MIN_CLASS} models in a class.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def cli(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--results", required=True, help="a results CSV with the shortcut columns")
+    p.add_argument("--out", default=None, help="write the markdown here too")
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap resamples of the seeds")
+    args = p.parse_args(argv)
+    try:
+        if not os.path.isfile(args.results):
+            raise results.ResultsError(f"--results {args.results}: no such file; pass a results CSV")
+        if args.bootstrap < 1:
+            raise results.ResultsError(f"--bootstrap {args.bootstrap}: pass at least 1")
+        tables = pools(results.read_rows(args.results))
+    except results.ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = report(tables, args.bootstrap)
+    print(text)
+    if args.out:
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

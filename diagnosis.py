@@ -4,7 +4,8 @@
 
 On the synthetic task every model gets a ground-truth label from its AUC
 swing, test_auc_train_rule - test_auc (diagnostics.py): it *uses the
-shortcut* when the swing is at least SWING (0.5). Each diagnostic a
+shortcut* when the swing is at least SWING (0.5); the amended label also asks
+that moving the box move the output by MIN_EFFECT on average (box_effect). Each diagnostic a
 practitioner could look at is then asked two things, in two pools of models
 (the final models, and the same runs' probes):
 
@@ -26,6 +27,12 @@ from scipy import stats
 import results
 
 SWING = 0.5          # the label's threshold, fixed before the numbers (REPRODUCTION.md says why)
+MIN_EFFECT = 0.05    # the amended label's floor on box_effect (REPRODUCTION.md: why, and when it was added)
+LABELS = {  # name -> which models use the shortcut; the first is the registered label
+    f"swing >= {SWING}": lambda t, idx: t["swing"][idx] >= SWING,
+    f"swing >= {SWING} and box_effect >= {MIN_EFFECT}":
+        lambda t, idx: (t["swing"][idx] >= SWING) & (t["box_effect"][idx] >= MIN_EFFECT),
+}
 BOOTSTRAP = 2000     # resamples of the seeds
 MIN_CLASS = 5        # fewer models than this in either class: no AUROC
 # name -> (column, +1 if a high value points at the shortcut else -1, family). Saliency measures come in one
@@ -103,9 +110,9 @@ def spearman(a, b):
     return stats.spearmanr(a[keep], b[keep]).statistic
 
 
-def statistics(table, idx):
+def statistics(table, idx, label_of=LABELS[f"swing >= {SWING}"]):
     """Every statistic of every diagnostic on the models `idx` of `table`: {name: {stat: value}}."""
-    label = table["swing"][idx] >= SWING
+    label = label_of(table, idx)
     out = {}
     for name, col, direction, _ in diagnostics_of(table):
         x = table[col][idx]
@@ -121,18 +128,18 @@ def statistics(table, idx):
     return out
 
 
-def analyse(table, n_boot=BOOTSTRAP, seed=0):
-    """{name: {stat: (estimate, low, high)}} with the seed bootstrap's 95% percentile intervals, and the number of
-    resamples left out of AUROC intervals for lacking a class."""
+def analyse(table, n_boot=BOOTSTRAP, seed=0, label_of=LABELS[f"swing >= {SWING}"]):
+    """{name: {stat: (estimate, low, high, resamples left out)}} with the seed bootstrap's 95% percentile
+    intervals; a resample is left out of a statistic it cannot define (an AUROC lacking a class)."""
     all_idx = np.arange(len(table["seed"]))
-    point = statistics(table, all_idx)
+    point = statistics(table, all_idx, label_of)
     seeds = np.unique(table["seed"])
     by_seed = {s: all_idx[table["seed"] == s] for s in seeds}
     rng = np.random.default_rng(seed)
     draws = {name: {k: [] for k in stats_} for name, stats_ in point.items()}
     for _ in range(n_boot):
         idx = np.concatenate([by_seed[s] for s in rng.choice(seeds, size=len(seeds))])
-        for name, st in statistics(table, idx).items():
+        for name, st in statistics(table, idx, label_of).items():
             for k, v in st.items():
                 draws[name][k].append(v)
     out = {}
@@ -152,36 +159,40 @@ def _fmt(stat):
 
 
 def report(tables, n_boot=BOOTSTRAP):
-    """The markdown the answer is written from."""
-    lines = [f"# Can saliency diagnose the shortcut?\n\nLabel: swing = test_auc_train_rule - test_auc >= {SWING}. "
-             f"Intervals: 95%, {n_boot} bootstrap resamples of the seeds. AUROC oriented so that 1 = the diagnostic "
-             f"ranks every shortcut model above every other; dAUROC = AUROC - {REFERENCE}'s AUROC.\n"]
+    """The markdown the answer is written from: per pool and label, the models and every diagnostic."""
+    lines = [f"# Can saliency diagnose the shortcut?\n\nswing = test_auc_train_rule - test_auc. Intervals: 95%, "
+             f"{n_boot} bootstrap resamples of the seeds. AUROC oriented so that 1 = the diagnostic ranks every "
+             f"shortcut model above every other; dAUROC = AUROC - {REFERENCE}'s AUROC. The first label is the "
+             f"registered one; the second was added later (REPRODUCTION.md says why) and is reported beside it.\n"]
     for pool, table in tables.items():
         n = len(table["swing"])
         if n == 0:
             lines.append(f"## Pool: {pool} models\n\nNo models yet.\n")
             continue
-        label = table["swing"] >= SWING
         seeds = np.unique(table["seed"]).astype(int)
-        lines.append(f"## Pool: {pool} models\n\n{n} models from {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
-                     f"{int(label.sum())} use the shortcut (swing >= {SWING}).\n")
-        settings = sorted(set(table["setting"]))
-        lines.append("| setting | models | shortcut | swing median | box_effect median |\n|---|---|---|---|---|")
-        for s in settings:
+        all_idx = np.arange(n)
+        lines.append(f"## Pool: {pool} models\n\n{n} models from {len(seeds)} seeds ({', '.join(map(str, seeds))}).\n")
+        lines.append("| setting | models | " + " | ".join(f"label: {k}" for k in LABELS) +
+                     " | swing median | box_effect median |\n|---|---|" + "---|" * len(LABELS) + "---|---|")
+        for s in sorted(set(table["setting"])):
             m = table["setting"] == s
-            lines.append(f"| {s} | {int(m.sum())} | {int(label[m].sum())} | {np.median(table['swing'][m]):.2f} | "
+            counts = " | ".join(str(int(f(table, all_idx)[m].sum())) for f in LABELS.values())
+            lines.append(f"| {s} | {int(m.sum())} | {counts} | {np.median(table['swing'][m]):.2f} | "
                          f"{np.nanmedian(table['box_effect'][m]):.2f} |")
-        estimable = label.sum() >= MIN_CLASS and (~label).sum() >= MIN_CLASS
-        result = analyse(table, n_boot)
-        lines.append("\n| diagnostic | n | rho with swing | rho with box_effect | rho with test AUC | AUROC | "
-                     "dAUROC vs mask effect |\n|---|---|---|---|---|---|---|")
-        for name, st in result.items():
-            auc_cell = _fmt(st["auroc"]) if estimable else "not estimable"
-            d_cell = _fmt(st["d_auroc"]) if estimable and np.isfinite(st["d_auroc"][0]) else ""
-            lines.append(f"| {name} | {st['n'][0]} | {_fmt(st['rho_swing'])} | {_fmt(st['rho_box_effect'])} | "
-                         f"{_fmt(st['rho_test_auc'])} | {auc_cell} | {d_cell} |")
-        if not estimable:
-            lines.append(f"\nAUROC not estimable: fewer than {MIN_CLASS} models in a class.")
+        for label_name, label_of in LABELS.items():
+            label = label_of(table, all_idx)
+            estimable = label.sum() >= MIN_CLASS and (~label).sum() >= MIN_CLASS
+            result = analyse(table, n_boot, label_of=label_of)
+            lines.append(f"\n### {pool} models, label: {label_name} ({int(label.sum())} of {n} use the shortcut)\n")
+            lines.append("| diagnostic | n | rho with swing | rho with box_effect | rho with test AUC | AUROC | "
+                         "dAUROC vs mask effect |\n|---|---|---|---|---|---|---|")
+            for name, st in result.items():
+                auc_cell = _fmt(st["auroc"]) if estimable else "not estimable"
+                d_cell = _fmt(st["d_auroc"]) if estimable and np.isfinite(st["d_auroc"][0]) else ""
+                lines.append(f"| {name} | {st['n'][0]} | {_fmt(st['rho_swing'])} | {_fmt(st['rho_box_effect'])} | "
+                             f"{_fmt(st['rho_test_auc'])} | {auc_cell} | {d_cell} |")
+            if not estimable:
+                lines.append(f"\nAUROC not estimable: fewer than {MIN_CLASS} models in a class.")
         lines.append("")
     return "\n".join(lines)
 

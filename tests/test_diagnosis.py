@@ -50,7 +50,20 @@ def test_the_report_says_not_estimable_when_a_class_has_fewer_than_five_models(t
     path = str(tmp_path / "r.csv")
     write_runs(path, n_seeds=2)  # 4 shortcut models
     text = diagnosis.report(diagnosis.pools(results.read_rows(path)), n_boot=10)
-    assert "not estimable" in text and "8 models from 2 seeds (1, 2); 4 use the shortcut" in text
+    assert "not estimable" in text and "8 models from 2 seeds (1, 2)" in text
+    assert "label: swing >= 0.5 (4 of 8 use the shortcut)" in text
+
+
+def test_the_amended_label_leaves_out_a_swing_without_an_effect(tmp_path):
+    """A near-constant model ranks by differences far too small to see: a swing, but no box effect."""
+    path = str(tmp_path / "r.csv")
+    write_runs(path, n_seeds=2)
+    table = diagnosis.pools(results.read_rows(path))["probe"]
+    table["swing"][:] = 0.6  # every probe swings; their box_effect is 0.3, so the amended label keeps them all
+    table["box_effect"][::2] = 0.01
+    idx = np.arange(len(table["swing"]))
+    registered, amended = (f(table, idx) for f in diagnosis.LABELS.values())
+    assert registered.all() and amended.sum() == len(idx) // 2
 
 
 def test_the_bootstrap_resamples_whole_seeds(tmp_path, monkeypatch):
@@ -58,7 +71,7 @@ def test_the_bootstrap_resamples_whole_seeds(tmp_path, monkeypatch):
     write_runs(path, n_seeds=3)
     table = diagnosis.pools(results.read_rows(path))["final"]
     seen = []
-    monkeypatch.setattr(diagnosis, "statistics", lambda t, idx: (seen.append(idx), {})[1])
+    monkeypatch.setattr(diagnosis, "statistics", lambda t, idx, label_of: (seen.append(idx), {})[1])
     diagnosis.analyse(table, n_boot=5)
     for idx in seen[1:]:  # the first call is the point estimate on every model
         counts = np.bincount(table["seed"][idx].astype(int), minlength=4)[1:]

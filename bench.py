@@ -1,6 +1,7 @@
 """How close training runs to the speed of the model's own arithmetic.
 
     python bench.py [--device cpu|cuda] [--size 28|224] [--methods baseline rrr] [--steps 3] [--json FILE]
+    python bench.py --memory [28 128 224] [--device cpu|cuda] [--batch-size 16] [--json FILE]
 
 For each method, on one fixed batch: the training step exactly as train.py
 runs it (``train.train_step``: masking, penalty, optimiser step) and, right
@@ -24,6 +25,14 @@ resident set (CPU) or the allocator's peak (CUDA). Every method is timed with
 train.py's settings: its seeding and cuDNN choice (``--deterministic``), its
 memory format (channels_last for bf16 on CUDA).
 
+``--memory`` instead reports each method's peak memory in one training step at each image size, in fp32
+and under bf16 autocast, and that of saliency scoring (input gradients on 64 test images in fp32, as
+train.py scores them whatever --amp says). Estimated everywhere (``step_estimate``): the state (weights,
+buffers, gradients, Adam's moments; the discriminator's too) plus the most bytes autograd's saved tensors
+hold at once (memory.SavedTensors). On CUDA also measured: the allocator's peak over a step after a
+warm-up step (an adversarial cycle: the encoder steps on one batch in disc_ratio). The estimate leaves out
+what lives only inside an operation (cuDNN's workspace, a gradient on its way through the backward pass).
+
 It also times the run directory's files on this disk (``--checkpoint``): the
 resume checkpoint as train.py wrote it before (weights, Adam state and a
 second copy of the best weights, every epoch) and now (weights and Adam state,
@@ -31,6 +40,7 @@ at most every ``--checkpoint-every`` seconds, plus ``best.pt`` when the best
 epoch changes), as a share of a baseline epoch.
 """
 import argparse
+import gc
 import json
 import os
 import resource
@@ -45,6 +55,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import datasets
 import losses
+import memory
 import saliency
 import train
 import xray
@@ -216,6 +227,149 @@ def bench_checkpoint(hp, device, folder):
     return out
 
 
+# ---- memory per method
+
+MEMORY_SIZES = (28, 128, 224)  # synthetic; NIH + PadChest as the release trained them; RSNA and saliency scoring
+FEW = (2, 4)                   # the batches an estimate runs (see step_estimate)
+SCORE_BATCH = 64               # saliency.score's batch
+
+
+def square_batch(size, n):
+    """n random size x size images, labels 0, 1, 0, ..., masks covering the central square."""
+    x = torch.randn(n, 1, size, size, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros_like(x)
+    mask[..., size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 1
+    return x, torch.arange(n) % 2, mask
+
+
+def affine(saved, n):
+    """Saved bytes at n images from their values at the two batches of FEW."""
+    (a, saved_a), (b, saved_b) = sorted(saved.items())
+    return saved_a + (saved_b - saved_a) // (b - a) * (n - a)
+
+
+def step_estimate(name, hp, size, batch_size, device):
+    """(saved, state) bytes of one training step (an adversarial step on the encoder's turn, its first) with
+    `batch_size` images of size x size: memory.step_bytes at 2 and 4 images, the saved bytes extrapolated.
+
+    Every tensor autograd saves is either one per image (activations) or fixed (weights cast to bf16,
+    batch-norm statistics), so the saved bytes are affine in the batch, to the byte (a test checks it), and
+    two small batches give them at any batch: a CPU sizes a 224 px step in a quarter of its memory."""
+    saved = {}
+    for n in FEW:
+        net, opt, method = fresh(name, hp, device)
+        x, y, mask = train.to_device(square_batch(size, n), device, train.memory_format(device, hp.amp))
+        extra = [method] if name == "adversarial" else []  # the discriminator and its Adam
+        saved[n], state = memory.step_bytes(lambda: train.train_step(net, opt, method, x, y, mask, hp),
+                                            [net] + [m.disc for m in extra], [opt] + [m.opt for m in extra])
+    return affine(saved, batch_size), state
+
+
+def scoring_estimate(size, device):
+    """(saved, state) bytes of scoring input-gradient saliency on SCORE_BATCH images (eval mode, fp32): the
+    weights, and the saved tensors of one batch, extrapolated as in step_estimate."""
+    saved = {}
+    for n in FEW:
+        net = ResNet18().to(device)
+        x = square_batch(size, n)[0].to(device)
+        saved[n], state = memory.step_bytes(lambda: saliency.input_gradients(net, x), [net], [])
+    return affine(saved, SCORE_BATCH), state
+
+
+def measured_peak(prepare, device, repeat=1):
+    """The CUDA allocator's peak bytes over `repeat` calls of the function that prepare() returns, after one
+    warm-up call (Adam's moments then exist, and cuDNN has tried its kernels, some with large workspaces);
+    None if it ran out of memory."""
+    gc.collect()  # an earlier measurement that ran out of memory mid-step can leave its graph in cycles
+    torch.cuda.empty_cache()
+    try:
+        run = prepare()
+        run()
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(repeat):
+            run()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device)
+    except Exception as e:
+        if not memory.is_out_of_memory(e):
+            raise
+        return None
+
+
+def step_measured(name, hp, size, batch_size, device):
+    """Peak bytes on CUDA of a training step (an adversarial cycle: disc_ratio steps, one the encoder's)."""
+    def prepare():
+        net, opt, method = fresh(name, hp, device)
+        x, y, mask = train.to_device(square_batch(size, batch_size), device, train.memory_format(device, hp.amp))
+        return lambda: train.train_step(net, opt, method, x, y, mask, hp)
+    return measured_peak(prepare, device, hp.disc_ratio if name == "adversarial" else 1)
+
+
+def scoring_measured(size, device):
+    """Peak bytes on CUDA of input-gradient saliency on SCORE_BATCH images."""
+    def prepare():
+        net, x = ResNet18().to(device), square_batch(size, SCORE_BATCH)[0].to(device)
+        return lambda: saliency.input_gradients(net, x)
+    return measured_peak(prepare, device)
+
+
+def memory_rows(methods, sizes, batch_size, device):
+    """Yield one row per method (then saliency scoring) and size and precision, as measured."""
+    cuda = device.type == "cuda"
+    for name in methods:
+        for size in sizes:
+            for amp in ("fp32", "bf16"):
+                hp = hparams(name, device, amp, batch_size)
+                saved, state = step_estimate(name, hp, size, batch_size, device)
+                row = dict(method=name, size=size, amp=amp, batch_size=batch_size, state_bytes=state,
+                           saved_bytes=saved, estimated_bytes=state + saved)
+                if cuda:
+                    row["measured_bytes"] = step_measured(name, hp, size, batch_size, device)
+                yield row
+    for size in sizes:
+        saved, state = scoring_estimate(size, device)
+        row = dict(method="saliency", size=size, amp="fp32", batch_size=SCORE_BATCH, state_bytes=state,
+                   saved_bytes=saved, estimated_bytes=state + saved)
+        if cuda:
+            row["measured_bytes"] = scoring_measured(size, device)
+        yield row
+
+
+def memory_table(methods, sizes, batch_size, device):
+    """Print the peak memory table row by row, as it is measured; return its rows."""
+    cuda = device.type == "cuda"
+    print(f"peak memory, MiB: one training step of {batch_size} images; saliency: input gradients of "
+          f"{SCORE_BATCH} images, fp32 under either --amp. "
+          + ("measured/estimated" if cuda else "estimated: state + autograd's saved tensors"))
+    print(f"{'method':12}" + "".join(f"{f'{size} {amp}':>12}" for size in sizes for amp in ("fp32", "bf16")))
+    rows, line = [], []
+
+    def cell(row):
+        est = f"{row['estimated_bytes'] / 2**20:.0f}"
+        if not cuda:
+            return est
+        measured = row["measured_bytes"]
+        return ("OOM" if measured is None else f"{measured / 2**20:.0f}") + "/" + est
+
+    for row in memory_rows(methods, sizes, batch_size, device):
+        rows.append(row)
+        if row["method"] == "saliency":  # fp32 only: the same in both columns
+            line += [cell(row)] * 2
+        else:
+            line.append(cell(row))
+        if len(line) == 2 * len(sizes):
+            print(f"{row['method']:12}" + "".join(f"{c:>12}" for c in line), flush=True)
+            line = []
+    return rows
+
+
+def hparams(name, device, amp, batch_size):
+    """train.py's settings for a method (its tuned synthetic hyperparameters)."""
+    return train.resolve(train.parse_args(["--method", name, "--device", str(device), "--amp", amp,
+                                           "--batch-size", str(batch_size)]))
+
+
 def peak_memory_mb(device):
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -236,8 +390,18 @@ def main(argv=None):
                    help="also time the X-ray --cache loader on N 224x224 images (0: skip)")
     p.add_argument("--checkpoint", default="results", metavar="DIR",
                    help="time the run directory's checkpoint files on DIR's disk (''; skip)")
+    p.add_argument("--memory", nargs="*", type=int, metavar="SIZE",
+                   help=f"instead of timing: each method's peak memory per step at these image sizes (default "
+                        f"{' '.join(map(str, MEMORY_SIZES))}), fp32 and bf16; estimated, and on CUDA measured")
     args = p.parse_args(argv)
     device = torch.device(args.device)
+    if args.memory is not None:
+        rows = memory_table(args.methods, args.memory or MEMORY_SIZES, args.batch_size, device)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"device": str(device), "batch_size": args.batch_size, "threads": torch.get_num_threads(),
+                           "memory": rows}, f, indent=1)
+        return rows
     splits = datasets.load_synthetic(mask_blur=0.818) if args.size == 28 else None
     rows = []
     print(f"device {device}, {torch.get_num_threads()} threads, {args.size}x{args.size}, batch {args.batch_size}, "
@@ -245,16 +409,11 @@ def main(argv=None):
     print(f"{'method':12} {'img/s':>8} {'step ms':>8} {'floor ms':>9} {'overhead':>9} {'GFLOP':>7} {'GFLOP/s':>8} "
           f"{'epoch s':>8} {'eval %':>7} {'valid %':>8} {'sal. s':>7} {'diag. s':>8} {'diag %':>7} {'peak MB':>8}")
     for name in args.methods:
-        hp = train.resolve(train.parse_args(["--method", name, "--device", args.device, "--amp", args.amp,
-                                             "--batch-size", str(args.batch_size)]))
+        hp = hparams(name, args.device, args.amp, args.batch_size)
         if splits is not None:
             batch = next(splits["train"].batches(args.batch_size, torch.Generator().manual_seed(0)))
         else:
-            g = torch.Generator().manual_seed(0)
-            x = torch.randn(args.batch_size, 1, args.size, args.size, generator=g)
-            mask = torch.zeros_like(x)
-            mask[..., args.size // 4: 3 * args.size // 4, args.size // 4: 3 * args.size // 4] = 1
-            batch = (x, torch.arange(args.batch_size) % 2, mask)
+            batch = square_batch(args.size, args.batch_size)
         step, floor = bench_steps(name, hp, batch, device, args.steps)
         flops = step_flops(name, hp, batch, device)
         row = {"method": name, "images_per_s": args.batch_size / step, "step_ms": 1e3 * step,

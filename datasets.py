@@ -11,6 +11,8 @@ to the GPU with ``non_blocking=True`` overlaps the computation, except from a
 synthetic split moved to the GPU whole (``TensorSplit.to``). ``mask`` is 1 on the
 pixels an expert marked as relevant and 0 "outside"; an all-zero mask means
 "no annotation" and such images are never masked or penalised.
+The X-ray splits also carry ``n_bad_images``: how many images
+``--skip-bad-images`` left out of the cohort (train.py records it in the run's rows).
 ``--mask-blur`` widens the masks of the training split only: the validation
 and test splits keep the expert masks, so saliency scores (IoU) are measured
 against the same ground truth whatever blur a method was trained with.
@@ -37,11 +39,13 @@ import numpy as np
 import scipy.ndimage
 import torch
 
+import standins
 import xray
 from xray import DataError  # raised by both modules; xray.py holds it because it cannot import this one
 
 DATASETS = ("synthetic", *xray.SITES)
 DEFAULT_RATIO = {"synthetic": 1.0, **xray.DEFAULT_RATIO}
+EMPTY_MASK = {"synthetic": "skip", **xray.EMPTY_MASK}  # train.py's --empty-mask default, per dataset
 # The synthetic geometry, as measured on the authors' released files.
 SIZE = 28                  # images are SIZE x SIZE
 ARMS = (1, 2)              # a cross is a '+' of arm half-length 1 or 2: 5 or 9 pixels
@@ -351,6 +355,14 @@ def add_arguments(parser):
     xray.add_arguments(parser)
 
 
+def fill_defaults(args):
+    """Set the data flags left unset to args.dataset's defaults, in place (the X-ray ones: xray.IMAGE_SIZE,
+    xray.VALID_ID_FRACTION); returns args. The synthetic task is always 28 px and keeps its own valid_id."""
+    if args.ratio is None:
+        args.ratio = DEFAULT_RATIO[args.dataset]
+    return xray.fill_defaults(args) if args.dataset in xray.SITES else args
+
+
 def check_args(args):
     """Reject bad data flags with a DataError naming the flag and the fix."""
     if args.dataset not in DATASETS:
@@ -365,6 +377,9 @@ def check_args(args):
                             f"pass at least {2 * args.batch_size} (2 x --batch-size)")
         if args.n_eval is not None and args.n_eval < 4:
             raise DataError(f"--n-eval {args.n_eval} is too small for an AUC; pass at least 4")
+        if getattr(args, "valid_id_fraction", None) is not None:
+            raise DataError("--valid-id-fraction applies to --dataset xray and rsna only; the synthetic task draws "
+                            "its own valid_id (--n-eval sets its size)")
         return
     for flag, bad in (("--n-train", args.n_train is not None), ("--n-eval", args.n_eval is not None),
                       ("--mask-blur", bool(args.mask_blur)),
@@ -386,8 +401,9 @@ def load(args):
 
 def cli(argv=None):
     """python datasets.py --dataset xray --summary: the cohort without any image; --plan xray: what to
-    download for it; with --export DIR, write the synthetic splits as .npy files; otherwise load the splits
-    (building the --cache) and print their sizes. --data-seed defaults to 0 here. Exit 2 on bad input."""
+    download for it; with --export DIR, write the synthetic splits as .npy files; with --stand-in DIR, write
+    stand-in X-ray files (synthetic images, not X-rays) to rehearse on; otherwise load the splits (building
+    the --cache) and print their sizes. --data-seed defaults to 0 here. Exit 2 on bad input."""
     p = argparse.ArgumentParser(description=cli.__doc__.split(":")[0])
     add_arguments(p)
     p.add_argument("--summary", action="store_true", help="print the cohort's counts (reads no image)")
@@ -398,6 +414,15 @@ def cli(argv=None):
                    help="synthetic: write the generated splits in the release layout (distractorK_img_N.npy, "
                         "distractorK_seg_N.npy, distractorK_labels.csv; train 1, valid 2, test 3, valid_id 4) "
                         "for --data-root DIR to read back")
+    p.add_argument("--stand-in", default=None, metavar="DIR",
+                   help="xray or rsna: write STAND-INS, synthetic 64-px images that are NOT X-rays, in the real "
+                        "formats and names of the cohort --data-seed draws from the real metadata (8-bit PNG for "
+                        "NIH, 16-bit PNG for PadChest, JPEG or --rsna-ext dcm for RSNA), with a learnable signal "
+                        "inside the mask tied to the label and one outside it tied to the site; prints the flags "
+                        "that train on them")
+    p.add_argument("--n-per-cell", type=int, default=None, metavar="N",
+                   help="--stand-in: only the first N ranked images of each site x label cell, and the subset of "
+                        "the metadata that lists them (default: the whole cohort)")
     args = p.parse_args(argv)
     args.batch_size = 16
     if args.data_seed is None:  # no training --seed to default to here
@@ -408,8 +433,13 @@ def cli(argv=None):
                 raise DataError(f"--plan {args.plan!r} is unknown; choose one of {', '.join(xray.SITES)}")
             args.dataset = args.plan
         check_args(args)
-        if args.ratio is None:
-            args.ratio = DEFAULT_RATIO[args.dataset]
+        if args.n_per_cell is not None and not args.stand_in:
+            raise DataError("--n-per-cell applies to --stand-in only; drop it, or pass --stand-in DIR")
+        if args.stand_in:  # before the defaults: an unset --ratio means both of the tables' ratios
+            flags, table = standins.write(args, args.stand_in, args.n_per_cell)
+            print(standins.report(flags, table, args.stand_in))
+            return 0
+        fill_defaults(args)
         if args.export:
             if args.dataset != "synthetic":
                 raise DataError(f"--export writes the synthetic splits; --dataset {args.dataset} has no export")

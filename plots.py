@@ -28,6 +28,22 @@ count. Per dataset, the ratios sit side by side in two tables:
   loss on the in-distribution ``valid_id`` split, the rule available without a
   shifted split. The second and third are re-selected from the ``epoch`` rows.
 
+The X-ray datasets' tables (xray, rsna) show, for every saliency method scored,
+IoU and IoT (our IoP equals IoT), one table per scoring: every positive (the
+paper's text) and the release's 50 positives (saliency.py --score-images
+release). rsna's rows come twice, --empty-mask penalize (the release's) beside
+skip (our correction). Under each table a note says which of our columns the
+paper's "IoU" is (PAPER_IOU_MATCHES: IoT on SPC; on VPC IoT with the shift and
+none without). With --paper, our IoU and IoT sit beside the authors' per-seed
+IoU and IoT, column for column.
+
+Figures 6-7 (saliency_maps_<dataset>): the shifted setting above the balanced
+one, the mean input with the mask in red, then one panel per method, each the
+mean over seeds of the runs' figure map (saliency.npz's sample_map). Figure 8
+(auc_vs_localisation): test AUC against the column the paper's "IoU" is, every
+run with a covariate shift, one panel per dataset, coloured by approach. A cell
+without runs is an empty panel with a note.
+
 Figures beyond the paper's: test AUC against ratio (with two ratios or more) and
 the IoU under cascading randomisation (where saliency.py --cascade wrote rows).
 """
@@ -65,16 +81,45 @@ STYLE = {"baseline": ("#000000", "-", "o"), "masked": ("#E69F00", "-", "s"), "ma
          "actdiff": ("#56B4E9", "-", "^"), "adversarial": ("#009E73", "-", "v"),
          "gradmask": ("#0072B2", "-", "P"), "rrr": ("#D55E00", "-", "X")}
 SHIFT_RATIOS = {"xray": (0.9, 0.5), "rsna": (0.9, 0.5)}  # (with shift, without shift): the paper's tables
+# rsna's images without a box: the release penalised them as all outside the mask; skip is our correction.
+EMPTY_MASK_LABELS = {"penalize": "penalize (release)", "skip": "skip (ours)"}
+# Which of our columns the paper's tables' "IoU" is, said under every table of an X-ray dataset: (column,
+# where, evidence). Our IoP equals our IoT (top-k keeps |A| = |B|), so IoT stands for both.
+PAPER_IOU_MATCHES = {
+    "xray": ("IoT", "", "the paper's IoU column holds the authors' IoT, not their IoU (ActDiff: paper 0.77, their "
+                        "IoT 0.76, their IoU 0.62; GradMask: 0.74, 0.72, 0.57)"),
+    "rsna": ("IoT", " with VPC, and none of our columns without", "the authors' own table files for these runs "
+             "(all_rsna_vpc_scores.tex and all_rsna_novpc_scores.tex in activmask/notebooks/tables/, whose AUCs are "
+             "the per-seed file's) "
+             "print 0.18, 0.12, 0.12, 0.16, 0.28, 0.19 for Classification, ActDiff, Masked, Adversarial, GradMask "
+             "and RRR with VPC: within 0.035 of their per-seed IoT (0.17, 0.13, 0.11, 0.16, 0.25, 0.17) and 0.04-0.11 "
+             "above their IoU; without VPC, 0.33, 0.25, 0.16, 0.20, 0.31, 0.30: above every column of theirs (IoT "
+             "by 0.05-0.08, IoU by 0.09-0.16)"),
+}
+# Figure 8: per dataset, the ratio with the covariate shift and the localisation column the paper's "IoU" is.
+FIG8 = {"synthetic": (1.0, "iou"), "xray": (0.9, "iot"), "rsna": (0.9, "iot")}
+FIG8_NAMES = {"synthetic": "synthetic", "xray": "SPC (xray)", "rsna": "VPC (rsna)"}
+APPROACHES = {"baseline": "baseline", "masked": "input masking", "masked_zero": "input masking",
+              "actdiff": "domain invariance", "adversarial": "domain invariance", "gradmask": "saliency-based",
+              "rrr": "saliency-based"}
+APPROACH_COLOURS = {"baseline": "#000000", "input masking": "#E69F00", "domain invariance": "#009E73",
+                    "saliency-based": "#0072B2"}
 NUMERIC = ["seed", "ratio", "trial", "epoch", "epochs", "burn_in", "valid_loss", "valid_auc", "valid_id_loss",
            "test_auc", "iou", "iop", "iot", "n_scored", "n_empty_masks", "iou_chance", "iou_untrained",
-           "selected_epoch"]
+           "selected_epoch", "score_size"]
 # The selection rules beyond the final row's own (lowest valid loss), re-selected from the epoch rows:
 # results column -> (epoch-row column, pick the highest?, the rule's name).
 RULES = {"test_auc_by_valid_auc": ("valid_auc", True, "highest reversed-valid AUC"),
          "test_auc_by_valid_id_loss": ("valid_id_loss", False, "lowest valid_id loss (honest)")}
 SELECTION = {"test_auc": "lowest reversed-valid loss (paper's)", **{k: name for k, (_, _, name) in RULES.items()}}
 # A saliency row's IoU travels with the baselines measured beside it, so an ig IoU gets ig's chance and untrained IoU.
-SALIENCY_COLUMNS = ["saliency", "iou", "iop", "iot", "n_scored", "n_empty_masks", "iou_chance", "iou_untrained"]
+SALIENCY_COLUMNS = ["saliency", "iou", "iop", "iot", "n_scored", "n_empty_masks", "iou_chance", "iou_untrained",
+                    "score_size", "score_images"]
+# Each run's scores under every saliency method and scoring, as columns "<measure>_<method>" (every positive
+# scored) and "<measure>_<method>_release" (saliency.py --score-images release: the release's 50 positives).
+PER_METHOD = ["iou", "iot", "iou_chance", "iou_untrained"]
+SCORINGS = {"all": "every positive test image scored (the paper's text)",
+            "release": "the release's 50 positives scored (the first 25 test images of each site x label cell)"}
 N_BOOT = 2000
 plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "legend.fontsize": 7, "pdf.fonttype": 42,
                      "axes.spines.top": False, "axes.spines.right": False})
@@ -140,15 +185,21 @@ def load(args):
     df.loc[orphans, "run_id"] = df.loc[orphans, "run_dir"].map(by_dir).fillna(df.loc[orphans, "run_id"])
     if finals.empty:
         raise results.ResultsError(f"--results {args.results}: no finished runs (kind=final) match the filters")
+    df["score_images"] = df["score_images"].replace("", "all")  # rows from before the column: every positive
     ordinary = df[df["kind"].isin(["final", "saliency"]) & df["iou"].notna() & (df["randomized"] == "")]
-    scored = ordinary[ordinary["saliency"] == args.saliency] if args.saliency else ordinary
+    scored = ordinary[ordinary["score_images"] == "all"]
+    scored = scored[scored["saliency"] == args.saliency] if args.saliency else scored
     scored = scored.drop_duplicates("run_id", keep="last")[["run_id"] + SALIENCY_COLUMNS]
     finals = finals.drop(columns=SALIENCY_COLUMNS).merge(scored, on="run_id", how="left")
-    # Every method's IoU in its own column too (iou_grad, iou_ig, iou_occlusion: the last row of each), for
-    # --paper and the cascade figure's first step.
-    each = ordinary[ordinary["saliency"].isin(list(PAPER_IOU))].drop_duplicates(["run_id", "saliency"], keep="last")
-    each = each.pivot(index="run_id", columns="saliency", values="iou")
-    finals = finals.join(each.reindex(columns=list(PAPER_IOU)).add_prefix("iou_"), on="run_id")
+    # Every method's scores in their own columns too (iou_grad, iot_ig, iou_occlusion_release, ...: the last
+    # row of each method and scoring), for the X-ray tables, --paper and the cascade figure's first step.
+    each = ordinary[ordinary["saliency"].isin(list(PAPER_IOU))]
+    each = each.drop_duplicates(["run_id", "saliency", "score_images"], keep="last")
+    each = each.pivot(index="run_id", columns=["saliency", "score_images"], values=PER_METHOD)
+    wanted = [(m, method, scoring) for m in PER_METHOD for method in PAPER_IOU for scoring in SCORINGS]
+    each = each.reindex(columns=pd.MultiIndex.from_tuples(wanted))
+    each.columns = [per_method(m, method, scoring) for m, method, scoring in wanted]
+    finals = finals.join(each, on="run_id")
     trials = finals[finals["trial"].notna()]
     runs = {"seeds": finals[finals["trial"].isna()], "trials": trials, "all": finals}[args.kind]
     n_diverged = int((runs["status"] != "ok").sum())
@@ -159,6 +210,12 @@ def load(args):
     cascade = df[(df["kind"] == "saliency") & (df["randomized"] != "") & df["iou"].notna()
                  & df["run_id"].isin(runs["run_id"])].drop_duplicates(["run_id", "saliency", "randomized"], keep="last")
     return runs, epochs, cascade, trials, n_diverged
+
+
+def per_method(measure, method, scoring="all"):
+    """The column of `load`'s runs holding `measure` (iou, iot, iou_chance, iou_untrained) of saliency
+    `method` under a scoring ("all" or "release")."""
+    return f"{measure}_{method}" + ("_release" if scoring == "release" else "")
 
 
 def select_epoch(epochs, column, highest):
@@ -183,9 +240,14 @@ def settings(runs, dataset, notes, what):
     return [r for r in wanted if np.isclose(present, r).any()]
 
 
-def at(frame, dataset, ratio, variant=None):
+def at(frame, dataset, ratio, variant=None, empty_mask=None):
+    """The rows of one setting; of one table row with `variant` (and `empty_mask`, rsna's row split)."""
     sel = (frame["dataset"] == dataset) & np.isclose(frame["ratio"], ratio)
-    return frame[sel & (frame["variant"] == variant)] if variant else frame[sel]
+    if variant:
+        sel &= frame["variant"] == variant
+    if empty_mask is not None:
+        sel &= frame["empty_mask"].fillna("") == empty_mask
+    return frame[sel]
 
 
 def fmt_ratio(ratio):
@@ -213,6 +275,75 @@ def cell(values, bold=False):
 def present(runs, dataset, ratios):
     """The table rows: the variants with a run at one of the ratios, in VARIANTS order."""
     return [v for v in VARIANTS if any(len(at(runs, dataset, r, v)) for r in ratios)]
+
+
+def table_keys(runs, dataset, ratios):
+    """The X-ray tables' rows as (variant, empty_mask), in VARIANTS order. On rsna a method comes once per
+    --empty-mask it was run with, side by side: penalize (the release's) first, then skip (our correction);
+    elsewhere (variant, None), whatever empty_mask says (xray has no image without a mask)."""
+    variants = present(runs, dataset, ratios)
+    if dataset != "rsna":
+        return [(v, None) for v in variants]
+    mine = runs[runs["dataset"] == dataset]
+    kinds = list(dict.fromkeys(list(EMPTY_MASK_LABELS) + sorted(set(mine["empty_mask"].fillna("")))))
+    return [(v, e) for v in variants for e in kinds
+            if ((mine["variant"] == v) & (mine["empty_mask"].fillna("") == e)).any()]
+
+
+def row_label(variant, empty_mask):
+    label = LABELS.get(variant, variant)
+    return label if empty_mask is None else f"{label}, {EMPTY_MASK_LABELS.get(empty_mask, empty_mask or 'unrecorded')}"
+
+
+def methods_shown(runs, dataset, scoring):
+    """The saliency methods with a column in a dataset's X-ray table: grad (the paper's) always, the others
+    where a run was scored with them (saliency.py --saliency)."""
+    mine = runs[runs["dataset"] == dataset]
+    return [m for m in PAPER_IOU if m == "grad" or mine[per_method("iou", m, scoring)].notna().any()]
+
+
+def xray_table(runs, dataset, notes, scoring, saliency_method):
+    """Tables 1/2 as the X-ray tables show them, for one scoring ("all" or "release"), ratios side by side:
+    per ratio the test AUC, IoU and IoT of every saliency method scored, and the untrained network's IoU of
+    `saliency_method`; rows as `table_keys`, then the chance row. (header, rows) as `results_table`'s, or None
+    when no run of the dataset was scored so (the release's scoring is saliency.py --score-images release)."""
+    ratios = settings(runs, dataset, notes if scoring == "all" else [], "table column group")
+    mine = runs[runs["dataset"] == dataset]
+    if not ratios or (scoring != "all" and not any(mine[per_method("iou", m, scoring)].notna().any()
+                                                   for m in PAPER_IOU)):
+        return None
+    shown = methods_shown(runs, dataset, scoring)
+    untrained = per_method("iou_untrained", saliency_method or "grad", scoring)
+    measures = ["AUC"] + [f"{m} {method}" for method in shown for m in ("IoU", "IoT")] + \
+               [f"IoU untrained ({saliency_method or 'grad'})"]
+    header = ["group", "method"] + [(setting_name(dataset, r), m) for r in ratios for m in measures]
+    body, last_group = [], None
+    for v, empty in table_keys(runs, dataset, ratios):
+        group = GROUPS.get(v, "Other")
+        row = [group if group != last_group else "", row_label(v, empty)]
+        last_group = group
+        for r in ratios:
+            sel = at(runs, dataset, r, v, empty)
+            base = at(runs, dataset, r, "baseline", empty)
+            base = base if len(base) else at(runs, dataset, r, "baseline")  # Classification ignores the masks
+            mean = sel["test_auc"].mean()
+            row.append(cell(sel["test_auc"], v != "baseline" and mean > base["test_auc"].mean() and mean > 0.5))
+            row += [cell(sel[per_method(m, method, scoring)]) for method in shown for m in ("iou", "iot")]
+            row.append(cell(sel[untrained]))
+        body.append(row)
+    chance = ["Reference", "Chance"]
+    for r in ratios:  # a random top-k map's IoU depends on the masks only: every method's runs pooled
+        pooled = at(runs, dataset, r)
+        chance += [("0.50", False)] + [cell(pooled[per_method("iou_chance", method, scoring)]) if m == "iou"
+                                       else ("–", False) for method in shown for m in ("iou", "iot")]
+        chance.append(("–", False))
+    return header, body + [chance]
+
+
+def paper_iou_note(dataset):
+    """The line under every table of an X-ray dataset: which of our columns the paper's "IoU" is."""
+    column, where, why = PAPER_IOU_MATCHES[dataset]
+    return f"The paper's \"IoU\" matches our {column} on {dataset}{where}: {why}."
 
 
 def results_table(runs, dataset, notes):
@@ -268,10 +399,11 @@ def rules_table(runs, dataset):
                                    for m in ("AUC", "Δ vs Classification")]
     body = []
     for column, rule in SELECTION.items():
-        for i, v in enumerate(present(runs, dataset, ratios)):
-            row = [rule if i == 0 else "", LABELS.get(v, v)]
+        for i, (v, empty) in enumerate(table_keys(runs, dataset, ratios) if dataset in SHIFT_RATIOS
+                                       else [(v, None) for v in present(runs, dataset, ratios)]):
+            row = [rule if i == 0 else "", row_label(v, empty)]
             for r in ratios:
-                sel, base = at(runs, dataset, r, v), at(runs, dataset, r, "baseline")
+                sel, base = at(runs, dataset, r, v, empty), at(runs, dataset, r, "baseline", empty)
                 row += [cell(sel[column]), paired_difference(sel, base, column) if v != "baseline" else ("–", False)]
             body.append(row)
     return header, body
@@ -361,7 +493,7 @@ def correlations(runs, notes):
 
 
 def precision_notes(runs, notes):
-    """Say which precision each setting's runs trained in: ratios may differ (issue 14 allowed bf16 for the
+    """Say which precision each setting's runs trained in: ratios may differ (bf16 was allowed for the
     no-shift runs), and a setting with both is pooled in every table, so that is said too."""
     for (dataset, ratio), group in runs.groupby(["dataset", "ratio"]):
         counts = group["precision"].replace("", "unrecorded").fillna("unrecorded").value_counts()
@@ -386,7 +518,8 @@ PAPER_IOU = {"grad": "iou_grad", "ig": "iou_ig", "occlusion": "iou_occlude"}
 
 def ours_vs_paper(mine, theirs):
     """[ours, paper, 'Welch p / MWU p'] cells; p is '–' unless both sides have >= 2 values, not all equal."""
-    mine, theirs = (np.asarray([] if v is None else v.dropna(), float) for v in (mine, theirs))
+    mine, theirs = (np.asarray([] if v is None else pd.to_numeric(v, errors="coerce").dropna(), float)
+                    for v in (mine, theirs))
     if len(mine) > 1 and len(theirs) > 1 and np.ptp(np.r_[mine, theirs]) > 0:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # near-identical samples: p is still right
@@ -398,13 +531,18 @@ def ours_vs_paper(mine, theirs):
 
 
 def paper_comparison(runs, dataset, ratio, path):
-    """Ours vs the authors' per-seed test AUC and IoU under each saliency method, with Welch's t-test and MWU.
+    """Ours vs the authors' per-seed test AUC, IoU and IoT under each saliency method, column for column, with
+    Welch's t-test and MWU.
 
-    Four rows per method: test AUC, then IoU with grad, ig and occlusion (the
-    authors' "occlude"). Our IoU for a saliency method is the last final or
-    saliency row of the run scored with it. Each side's cell shows its n; a
-    side without values is "–", and so is p unless both sides have two or
-    more. IoU columns missing from the authors' file count as no values.
+    Seven rows per method: test AUC, then IoU and IoT with grad, ig and
+    occlusion (the authors' "occlude"). Our scores for a saliency method are
+    the last final or saliency row of the run scored with it on every
+    positive; where runs were also scored on the release's subset (the
+    authors' own scoring), two more columns compare those. On rsna, ours are
+    the --empty-mask penalize runs (the authors') where there are any. Each
+    side's cell shows its n; a side without values is "–", and so is p unless
+    both sides have two or more. Columns missing from the authors' file count
+    as no values.
     """
     try:
         paper = pd.read_csv(path)
@@ -413,15 +551,28 @@ def paper_comparison(runs, dataset, ratio, path):
     except (OSError, KeyError, pd.errors.ParserError) as e:
         raise results.ResultsError(f"--paper {path}: not a per-seed results file ({e})")
     ours = at(runs, dataset, float(ratio))
-    measures = [("test AUC", "test_auc", "test_auc")] + [(f"IoU, {m}", f"iou_{m}", col) for m, col in PAPER_IOU.items()]
+    if dataset == "rsna" and (ours["empty_mask"] == "penalize").any():
+        ours = ours[ours["empty_mask"] == "penalize"]
+    measures = [("test AUC", "test_auc", "test_auc")] + [
+        (f"{name}, {m}", measure, col.replace("iou_", f"{measure}_")) for m, col in PAPER_IOU.items()
+        for name, measure in (("IoU", "iou"), ("IoT", "iot"))]
+    release = any(ours[per_method("iou", m, "release")].notna().any() for m in PAPER_IOU)
     body = []
     for v in VARIANTS:
         a, b = ours[ours["variant"] == v], paper[paper["variant"] == v]
         if a.empty and b.empty:
             continue
-        for i, (name, mine, theirs) in enumerate(measures):
-            body.append([LABELS.get(v, v) if i == 0 else "", name] + ours_vs_paper(a.get(mine), b.get(theirs)))
-    return markdown(["method", "measure", "ours", "paper", "p (Welch / MWU)"], body)
+        for i, (name, measure, theirs) in enumerate(measures):
+            method = name.split(", ")[-1]
+            column = lambda scoring: "test_auc" if measure == "test_auc" else per_method(measure, method, scoring)
+            cells = ours_vs_paper(a.get(column("all")), b.get(theirs))
+            if release:
+                mine = ours_vs_paper(a.get(column("release")), b.get(theirs))
+                cells += [mine[0], mine[2]]
+            body.append([LABELS.get(v, v) if i == 0 else "", name] + cells)
+    header = ["method", "measure", "ours", "paper", "p (Welch / MWU)"]
+    header += ["ours, the release's 50 positives", "p (Welch / MWU), release"] if release else []
+    return markdown(header, body)
 
 
 # ------------------------------------------------------------------ figures
@@ -501,12 +652,8 @@ def fig_saliency(runs, dataset, ratio, args, written, notes):
     fig, axes = plt.subplots(rows, cols, figsize=(min(1.45 * cols, TEXT_WIDTH), 1.75 * rows), squeeze=False,
                              layout="constrained")
     axes = axes.ravel()
-    mask = np.mean(masks, 0)
-    overlay = np.zeros(mask.shape + (4,))
-    overlay[..., 0] = 1.0
-    overlay[..., 3] = 0.6 * mask / max(mask.max(), 1e-12)
     axes[0].imshow(np.mean(inputs, 0), cmap="gray")
-    axes[0].imshow(overlay)
+    axes[0].imshow(mask_overlay(np.mean(masks, 0)))
     axes[0].set_title("mean input,\nmask in red")
     for ax, (v, ms) in zip(axes[1:], maps.items()):
         m = np.mean(ms, 0)
@@ -516,6 +663,126 @@ def fig_saliency(runs, dataset, ratio, args, written, notes):
         ax.set_axis_off()
     fig.colorbar(im, ax=list(axes), shrink=0.75, label="|saliency| / panel max")
     save(fig, args.out, name, written)
+
+
+def mask_overlay(mask):
+    """An RGBA image of `mask` (H, W) in translucent red, for imshow over an image."""
+    overlay = np.zeros(mask.shape + (4,))
+    overlay[..., 0] = 1.0
+    overlay[..., 3] = 0.6 * mask / max(mask.max(), 1e-12)
+    return overlay
+
+
+def run_npz(row, args, keys, notes):
+    """{key: array} of `keys` from the run's saliency.npz of the --saliency method (the run's own folder, else
+    its saliency-<method>/), or None: no such file, or one written before those keys existed."""
+    base = run_dir(row, args.results)
+    for path in (os.path.join(base, "saliency.npz"), os.path.join(base, f"saliency-{args.saliency}", "saliency.npz")):
+        if not os.path.isfile(path):
+            continue
+        try:
+            with np.load(path) as z:
+                if args.saliency and str(z["saliency"]) != args.saliency:
+                    continue
+                return {k: z[k] for k in keys}
+        except KeyError:
+            return None
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            notes.append(f"skip: {path}: unreadable ({type(e).__name__}: {e})")
+            return None
+    return None
+
+
+def blank(ax, text):
+    """An empty panel that says why it is empty."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=6, color="grey")
+
+
+def fig_xray_maps(runs, dataset, args, written, notes, empty_mask=None):
+    """Figures 6 and 7: the shifted setting on the top row, the balanced one below; first the mean input with
+    the mean mask in red, then one panel per method (VARIANTS order): the mean over the seeds of each run's
+    figure map (saliency.py's sample_map: |saliency| of up to 500 random test images, smoothed, kept above
+    each image's median, averaged). A cell without runs is drawn empty, with a note; rsna draws one figure
+    per --empty-mask (`empty_mask`)."""
+    suffix = "" if empty_mask in (None, "penalize") else f"_{empty_mask or 'unrecorded'}"
+    name = f"saliency_maps_{dataset}{suffix}"
+    ratios, keys = SHIFT_RATIOS[dataset], ("sample_map", "sample_input", "sample_mask")
+    maps, inputs, missing = {}, {r: [] for r in ratios}, []
+    for r in ratios:
+        for v in VARIANTS:
+            found = [z for _, row in at(runs, dataset, r, v, empty_mask).iterrows()
+                     if (z := run_npz(row, args, keys, notes)) is not None]
+            inputs[r] += found
+            if found:
+                maps[r, v] = np.mean([z["sample_map"] for z in found], 0), len(found)
+            else:
+                missing.append(f"{LABELS.get(v, v)} at {fmt_ratio(r)}")
+    if not maps:
+        notes.append(f"skip: {name} (Figures 6-7): no {dataset} run has a saliency.npz with the figure map "
+                     f"(sample_map)")
+        return
+    fig, axes = plt.subplots(len(ratios), 1 + len(VARIANTS), squeeze=False, layout="constrained",
+                             figsize=(TEXT_WIDTH, 1.05 * len(ratios) + 0.6))
+    image = None
+    for i, r in enumerate(ratios):
+        first = axes[i, 0]
+        if inputs[r]:
+            first.imshow(np.mean([z["sample_input"] for z in inputs[r]], 0), cmap="gray")
+            first.imshow(mask_overlay(np.mean([z["sample_mask"] for z in inputs[r]], 0)))
+        else:
+            blank(first, "no runs")
+        first.set_ylabel(setting_name(dataset, r), fontsize=6)
+        for ax, v in zip(axes[i, 1:], VARIANTS):
+            if (r, v) in maps:
+                m, n = maps[r, v]
+                image = ax.imshow(m / max(m.max(), 1e-12), cmap="viridis", vmin=0, vmax=1)
+                ax.set_xlabel(f"n={n}", fontsize=6)
+            else:
+                blank(ax, "no run")
+        titles = ["mean input,\nmask in red"] + [LABELS.get(v, v).replace(" (", "\n(") for v in VARIANTS]
+        for ax, title in zip(axes[i], titles):
+            ax.set(xticks=[], yticks=[], title=title if i == 0 else "")
+            ax.set_box_aspect(1)  # an empty panel keeps the images' square
+            ax.spines[:].set_visible(False)
+    fig.colorbar(image, ax=list(axes.ravel()), shrink=0.7, label="|saliency| / panel max")
+    save(fig, args.out, name, written)
+    if missing:
+        notes.append(f"{name}: empty panels (no run with the figure map): {', '.join(missing)}")
+
+
+def fig_auc_vs_localisation(runs, out, written, notes):
+    """Figure 8: test AUC against the localisation score, every run with a covariate shift (FIG8's ratio), one
+    panel per dataset (synthetic, SPC, VPC); colour = the approach (baseline, input masking, domain invariance,
+    saliency-based), marker = the method. x is the column the paper's "IoU" is on that dataset (FIG8). rsna's
+    skip runs (our correction) are hollow beside the release's penalize runs. A dataset without runs is an
+    empty panel, with a note."""
+    fig, axes = panels(len(FIG8), height=2.6)
+    for ax, (dataset, (ratio, column)) in zip(axes, FIG8.items()):
+        shown = at(runs, dataset, ratio).dropna(subset=[column, "test_auc"])
+        label = "IoU" if column == "iou" else "IoT"
+        ax.set(title=f"{FIG8_NAMES[dataset]}, ratio {fmt_ratio(ratio)}", xlabel=f"test {label}",
+               ylabel="test AUC", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))  # one scale: panels compare
+        if shown.empty:
+            blank(ax, f"no {dataset} run at ratio {fmt_ratio(ratio)}")
+            notes.append(f"auc_vs_localisation (Figure 8): empty {FIG8_NAMES[dataset]} panel: no run with an "
+                         f"AUC and a {label} at ratio {fmt_ratio(ratio)}")
+            continue
+        for v in VARIANTS:
+            for empty, sel in shown[shown["variant"] == v].groupby(shown["empty_mask"].fillna(""), sort=False):
+                hollow = dataset == "rsna" and empty == "skip"
+                colour, (_, _, marker) = APPROACH_COLOURS[APPROACHES[v]], STYLE.get(v, ("grey", "-", "o"))
+                ax.scatter(sel[column], sel["test_auc"], marker=marker, s=18, alpha=0.85, edgecolors=colour,
+                           facecolors="none" if hollow else colour,
+                           label=f"{APPROACHES[v]}: {LABELS.get(v, v)}" + (", skip" if hollow else ""))
+    fig.suptitle("Test AUC against localisation, every seed with a covariate shift. x: IoU on synthetic, IoT on "
+                 "SPC and VPC (the column the paper's \"IoU\" is); hollow: rsna --empty-mask skip", fontsize=7)
+    handles = {l: h for ax in axes for h, l in zip(*ax.get_legend_handles_labels())}
+    order = [f"{APPROACHES[v]}: {LABELS.get(v, v)}{skip}" for a in APPROACH_COLOURS for v in VARIANTS
+             if APPROACHES[v] == a for skip in ("", ", skip")]  # grouped by approach, as the paper's legend
+    shown = [l for l in order if l in handles]
+    if shown:
+        fig.legend([handles[l] for l in shown], shown, loc="outside lower center", ncol=4, frameon=False)
+    save(fig, out, "auc_vs_localisation", written)
 
 
 def fig_auc_vs_iou(runs, dataset, ratios, corr, out, written, notes):
@@ -720,6 +987,14 @@ RESULTS_CAPTION = (
     "selected. Bold: beats Classification and > 0.5. Chance: AUC 0.5; IoU the mean over the setting's runs of "
     "all methods of each run's expected IoU of a uniformly random top-k map, which depends only on the masks' "
     "and images' sizes, so it is one level for every method, varying between runs only with their test images.")
+XRAY_CAPTION = (
+    "{dataset}, {scoring}: test AUC at the epoch of lowest loss on the reversed (shifted) valid split (the paper's "
+    "rule); then, for each saliency method scored, IoU and IoT of the map's top-k pixels (k = the mask's size) "
+    "with the expert mask on the positive test images (IoP equals IoT: top-k keeps |A| = |B|), saliency scored "
+    "on test images of {size} px; and the untrained network's IoU. Mean ± std over seeds (n runs). Bold: beats "
+    "Classification and > 0.5. Chance: a uniformly random top-k map's expected IoU.{rows}")
+RSNA_ROWS = (" Each method's rows side by side: --empty-mask penalize, the release's (a box-less image counts as "
+             "all outside its mask), and skip, our correction (no penalty, never masked).")
 RULES_CAPTION = (
     "{dataset}: test AUC at the epoch each rule selects: lowest loss or highest AUC on the reversed valid split "
     "(the test distribution: oracle selection), or lowest loss on the in-distribution valid_id split (honest: "
@@ -738,13 +1013,24 @@ def main(args):
     precision_notes(runs, notes)
     for dataset in sorted(set(runs["dataset"]) | set(trials["dataset"])):
         has_runs = (runs["dataset"] == dataset).any()
-        for heading, table, caption in (
-                (dataset, has_runs and results_table(runs, dataset, notes), RESULTS_CAPTION),
-                (f"{dataset}: the three selection rules", has_runs and rules_table(runs, dataset), RULES_CAPTION)):
+        xray_tables = dataset in SHIFT_RATIOS
+        if xray_tables:  # one table per scoring, each with IoU and IoT of every saliency method
+            sizes = runs.loc[runs["dataset"] == dataset, "score_size"].dropna().unique()
+            size = "/".join(str(int(v)) for v in sorted(sizes)) or "(unrecorded)"
+            rows = RSNA_ROWS if dataset == "rsna" else ""
+            tables = [(dataset if scoring == "all" else f"{dataset}: the release's scoring",
+                       has_runs and xray_table(runs, dataset, notes, scoring, args.saliency),
+                       XRAY_CAPTION.format(dataset=dataset, scoring=SCORINGS[scoring], size=size, rows=rows))
+                      for scoring in SCORINGS]
+        else:
+            tables = [(dataset, has_runs and results_table(runs, dataset, notes), RESULTS_CAPTION)]
+        tables.append((f"{dataset}: the three selection rules", has_runs and rules_table(runs, dataset), RULES_CAPTION))
+        for heading, table, caption in tables:
             if table:
                 caption = caption.format(dataset=dataset, saliency=args.saliency or "last scored")
-                md += [f"## {heading}", "", caption, "", markdown(*table), ""]
-                tex_tables.append(latex(*table, caption))
+                note = [paper_iou_note(dataset), ""] if dataset in PAPER_IOU_MATCHES and "rules" not in heading else []
+                md += [f"## {heading}", "", caption, "", markdown(*table), ""] + note
+                tex_tables.append(latex(*table, " ".join([caption] + note[:1])))
         ratios = settings(runs, dataset, [], "figure")
         if ratios:
             fig_valid_auc(runs, epochs, dataset, ratios, args.out, written, notes)
@@ -754,13 +1040,19 @@ def main(args):
             else:
                 notes.append(f"skip: auc_vs_ratio_{dataset}: one ratio ({fmt_ratio(ratios[0])})")
             for ratio in ratios:
-                fig_saliency(runs, dataset, ratio, args, written, notes)
+                if not xray_tables:  # the X-ray datasets' maps are Figures 6-7, both ratios in one figure
+                    fig_saliency(runs, dataset, ratio, args, written, notes)
                 fig_cascade(runs, cascade, dataset, ratio, args.out, written, notes)
+        if xray_tables and has_runs:
+            for empty in sorted({e for _, e in table_keys(runs, dataset, SHIFT_RATIOS[dataset])},
+                                key=lambda e: (e is not None and e != "penalize", e or "")):
+                fig_xray_maps(runs, dataset, args, written, notes, empty)
         if dataset == "synthetic":
             fig_synthetic_data(args.out, written)
         elif dataset in SHIFT_RATIOS:
             fig_xray_data(dataset, args, written, notes)
     fig_sweep(trials, args.out, written, notes)
+    fig_auc_vs_localisation(runs, args.out, written, notes)
     if corr:
         md += ["## Test AUC vs IoU (all methods pooled, one point per run)", "",
                "Within-setting r: the same Pearson r after subtracting each setting's mean AUC and mean IoU "
@@ -768,8 +1060,11 @@ def main(args):
                "with n - settings - 1 degrees of freedom.", "", correlation_table(corr), ""]
     for dataset, ratio, path in args.paper:
         md += [f"## {dataset} ratio {ratio}: compared with the paper's per-seed results", "",
-               f"Authors' per-seed values from `{path}`; p-values of Welch's t-test and the Mann-Whitney U "
-               f"test (two-sided) of ours against theirs.", "", paper_comparison(runs, dataset, ratio, path), ""]
+               f"Authors' per-seed values from `{path}`, column for column (our IoU with theirs, our IoT with "
+               f"theirs); p-values of Welch's t-test and the Mann-Whitney U test (two-sided) of ours against "
+               f"theirs." + (" Ours: the --empty-mask penalize runs, as the authors trained, where there are any."
+                             if dataset == "rsna" else ""), "", paper_comparison(runs, dataset, ratio, path), ""]
+        md += [paper_iou_note(dataset), ""] if dataset in PAPER_IOU_MATCHES else []
     md += ["## Notes", ""] + [f"- {n}" for n in notes]
     text = "\n".join(md) + "\n"
     with open(os.path.join(args.out, "tables.md"), "w") as f:

@@ -27,16 +27,20 @@ import tempfile
 COLUMNS = [
     "time", "run_id", "kind", "status", "sweep_id", "trial",
     # what was trained
+    # (valid_id_fraction: X-ray's share of each training cell held out as valid_id; n_bad_images: the images
+    # --skip-bad-images left out of an X-ray cohort)
     "dataset", "method", "seed", "data_seed", "ratio", "n_train", "n_eval", "image_size", "patient_split",
-    "lr", "lam", "disc_lr", "disc_ratio", "mask_blur", "mask_fill",
+    "valid_id_fraction", "n_bad_images", "lr", "lam", "disc_lr", "disc_ratio", "mask_blur", "mask_fill",
     "batch_size", "epochs", "patience", "burn_in", "empty_mask", "precision",
     # per-epoch metrics (for kind=final: those of the selected epoch)
     "epoch", "train_loss", "train_ce", "train_penalty", "train_disc",
     "valid_loss", "valid_auc", "valid_acc", "valid_id_loss", "valid_id_auc", "valid_id_acc",
     "test_loss", "test_auc", "test_acc",
     "selected_epoch", "seconds",
-    # saliency on the positive test images (kind=final and kind=saliency)
-    "saliency", "iou", "iop", "iot", "n_scored", "n_empty_masks", "saliency_seconds",
+    # saliency on the positive test images (kind=final and kind=saliency); score_size: the side of the test
+    # images scored (X-ray: 224 whatever the training size, as the release scored); score_images: "all" (every
+    # positive with a mask, the paper's text) or "release" (the first 25 of each site x label cell, the release's)
+    "saliency", "iou", "iop", "iot", "n_scored", "n_empty_masks", "score_size", "score_images", "saliency_seconds",
     # what the IoU is worth: a random top-k map's expected IoU, and the same saliency through an
     # untrained network; "randomized": on cascading-randomisation rows, the deepest layer re-initialised
     # (every layer above it is re-initialised too)
@@ -205,7 +209,7 @@ def upgrade(path):
 # ------------------------------------------------------------------ how a row describes its run
 
 CONFIG = ("dataset", "method", "seed", "data_seed", "ratio", "n_train", "n_eval", "image_size", "patient_split",
-          "lr", "lam", "disc_lr", "disc_ratio", "mask_blur", "mask_fill", "empty_mask",
+          "valid_id_fraction", "lr", "lam", "disc_lr", "disc_ratio", "mask_blur", "mask_fill", "empty_mask",
           "batch_size", "epochs", "patience", "burn_in")
 
 
@@ -213,7 +217,7 @@ def config_columns(args):
     """The results columns that describe what was trained (X-ray-only settings blank on synthetic)."""
     row = {k: getattr(args, k, None) for k in CONFIG}
     if args.dataset == "synthetic":
-        row.update(image_size=None, patient_split=None)
+        row.update(image_size=None, patient_split=None, valid_id_fraction=None)
     return row
 
 

@@ -12,6 +12,7 @@ What lives in this module, top to bottom:
   4. main()
 """
 import argparse
+import collections
 import os
 import re
 import subprocess
@@ -41,8 +42,15 @@ import train
 # One pool runs the trials of every setting (--jobs at once): each setting's
 # phase hands it one trial at a time, and a freed slot goes to whichever
 # setting has a trial ready, so no slot idles while another setting has work.
+#
+# A trial that ran out of memory (train.py's exit 4: a final row with status=oom) counts as finished, with
+# the worst score: a restarted sweep neither resumes nor retries it, since it would run out again. Its
+# setting starts no more trials in this sweep either (no searched hyperparameter and no seed changes what a
+# step needs); other settings go on, and the summary counts it. To train such settings with less memory
+# (--amp bf16, a smaller --batch-size), run them into a new --results file, whose run directories sit beside it.
 
 REPO = os.path.dirname(os.path.abspath(__file__))
+SEARCH_PATIENCE = 20  # the release's search configs; its seeds configs trained 100 epochs with patience 100
 
 
 class UsageError(ValueError):
@@ -51,20 +59,24 @@ class UsageError(ValueError):
 
 @dataclass
 class Setting:
-    """One row of a table: a method on a dataset at a ratio (and, for masked, a fill)."""
+    """One row of a table: a method on a dataset at a ratio (and, for masked, a fill; on rsna, what images
+    without a box count as: --empty-masks, None for train.py's default)."""
     dataset: str
     ratio: float
     method: str
     mask_fill: str = "shuffle"
+    empty_mask: str = None
 
     @property
-    def name(self):  # e.g. synthetic-r1.0-masked-zero: names sweep ids and run directories
+    def name(self):  # e.g. synthetic-r1.0-masked-zero, rsna-r0.9-actdiff-skip: names sweep ids and run directories
         fill = "-zero" if self.method == "masked" and self.mask_fill == "zero" else ""
-        return f"{self.dataset}-r{self.ratio}-{self.method}{fill}"
+        empty = f"-{self.empty_mask}" if self.empty_mask else ""
+        return f"{self.dataset}-r{self.ratio}-{self.method}{fill}{empty}"
 
     def train_argv(self):
         fill = ["--mask-fill", self.mask_fill] if self.method == "masked" else []
-        return ["--dataset", self.dataset, "--ratio", str(self.ratio), "--method", self.method, *fill]
+        empty = ["--empty-mask", self.empty_mask] if self.empty_mask else []
+        return ["--dataset", self.dataset, "--ratio", str(self.ratio), "--method", self.method, *fill, *empty]
 
 
 @dataclass(eq=False)  # compared by identity: the pool tracks running trials by object
@@ -79,7 +91,10 @@ class Trial:
 
     def argv(self, opts):
         flags = [f"--{k.replace('_', '-')}={v}" for k, v in self.params.items()]
-        tag = ["--trial", str(self.trial)] if self.trial is not None else []
+        # A search trial stops after SEARCH_PATIENCE epochs without improvement, as the release's search
+        # configs did; a seeds-phase run keeps train.py's default (100, the release's seeds configs). A
+        # --patience passed to the sweep comes later in argv, so it wins in both phases.
+        tag = ["--trial", str(self.trial), "--patience", str(SEARCH_PATIENCE)] if self.trial is not None else []
         return [sys.executable, os.path.join(REPO, "train.py"), *self.setting.train_argv(), *flags,
                 "--seed", str(self.seed), "--results", opts.results, "--out", self.out, "--resume",
                 "--sweep-id", self.sweep_id, *tag, *opts.passthrough]
@@ -240,15 +255,16 @@ class Phases:
     def __init__(self, setting, opts):
         self.setting, self.opts, self.phase, self.running = setting, opts, None, 0
         self.todo = [{"search": Search, "seeds": Seeds}[p] for p in ("search", "seeds") if p in opts.phase]
+        self.out_of_memory = False  # a trial ran out of memory: start no more (they would need as much)
 
     def next_trial(self):
         """The trial to start now, or None: this setting is done, or waits for its running trials."""
         while True:
             if self.phase is None:
-                if not self.todo:
+                if not self.todo or self.out_of_memory:
                     return None
                 self.phase = self.todo.pop(0)(self.setting, self.opts)
-            trial = self.phase.next_trial()
+            trial = None if self.out_of_memory else self.phase.next_trial()
             if trial is not None or self.running:
                 return trial
             self.phase.close()
@@ -256,6 +272,10 @@ class Phases:
 
     def ended(self, trial, row):
         self.phase.ended(trial, row)
+        if row is not None and row["status"] == "oom" and not self.out_of_memory:
+            self.out_of_memory = True
+            print(f"{self.setting.name}: out of memory; its other trials are not started (each needs as much)",
+                  flush=True)
 
     def preview(self):
         """--dry-run: print what each phase would run, up to the first trial that depends on a result."""
@@ -276,6 +296,7 @@ def run_pool(plans, opts, launcher):
     trials running (the earliest in the sweep's order on ties): settings advance together, and each search keeps
     as few points pending as it can. Given the same order of finishing, trials start in the same order."""
     owner, caches = {}, set()  # the running trials' plans; the X-ray caches built
+    ended = collections.Counter()  # the statuses of the trials that ended here
     while True:
         while len(owner) < opts.jobs:
             trial, plan = next_trial(plans)
@@ -289,11 +310,28 @@ def run_pool(plans, opts, launcher):
             owner[trial] = plan
             plan.running += 1
         if not owner:
+            summarize(ended)
             return
         trial, code = launcher.wait()
         plan = owner.pop(trial)
         plan.running -= 1
-        plan.ended(trial, finish(trial, code, opts))
+        row = finish(trial, code, opts)
+        if row is not None:
+            ended[row["status"]] += 1
+        plan.ended(trial, row)
+
+
+def summarize(ended):
+    """One line on how the trials run by this sweep ended, by status (ok, diverged, oom, failed)."""
+    if not ended:
+        return
+    order = ["ok", "diverged", "oom", "failed"]
+    statuses = [s for s in order if ended[s]] + sorted(set(ended) - set(order))
+    counts = ", ".join(f"{ended[s]} {s}" for s in statuses)
+    n = sum(ended.values())
+    print(f"sweep: {n} trial{'s' if n > 1 else ''} ended: {counts}" + (
+        "; oom = out of memory: each train.log says what to lower, and a restart counts them as finished"
+        if ended["oom"] else ""), flush=True)
 
 
 def held_elsewhere(trial):
@@ -340,20 +378,31 @@ def finish(trial, code, opts):
     if code in (2, None) and held_elsewhere(trial):
         return None
     if code == 2:
-        with open(os.path.join(trial.out, "train.log"), errors="replace") as f:
-            last = ([l for l in f.read().splitlines() if l.startswith("error:")] or ["(see train.log)"])[-1]
-        raise UsageError(f"{trial.label()} was refused by train.py: {last}")
+        raise UsageError(f"{trial.label()} was refused by train.py: {log_line(trial, 'error:') or '(see train.log)'}")
     finals = [r for r in results.read_rows(opts.results, sweep_id=trial.sweep_id, run_dir=trial.out)
               if r["kind"] == "final"]
     if finals:
+        if finals[-1]["status"] == "oom":
+            print(f"{trial.label()}: {log_line(trial, 'out of memory') or 'out of memory'}; recorded as oom",
+                  file=sys.stderr, flush=True)
         return finals[-1]
     row = dict(kind="failed", status="failed", sweep_id=trial.sweep_id, trial=trial.trial, seed=trial.seed,
                dataset=trial.setting.dataset, method=trial.setting.method, ratio=trial.setting.ratio,
-               mask_fill=trial.setting.mask_fill, run_dir=trial.out, time=time.strftime("%Y-%m-%dT%H:%M:%S"),
+               mask_fill=trial.setting.mask_fill, empty_mask=trial.setting.empty_mask, run_dir=trial.out, time=time.strftime("%Y-%m-%dT%H:%M:%S"),
                **trial.params)
     results.append_row(opts.results, row)
     print(f"{trial.label()} failed (exit {code}); recorded as failed, see {trial.out}/train.log", file=sys.stderr)
     return row
+
+
+def log_line(trial, start):
+    """The last line of the trial's train.log that starts with `start`; None without one (or without the log:
+    under submitit, the job's output is in submitit's folder)."""
+    try:
+        with open(os.path.join(trial.out, "train.log"), errors="replace") as f:
+            return ([l for l in f.read().splitlines() if l.startswith(start)] or [None])[-1]
+    except FileNotFoundError:
+        return None
 
 
 # ---- launching trials: local processes, or Slurm (or its local stand-in) through submitit
@@ -479,6 +528,9 @@ def parse_args(argv=None):
     p.add_argument("--method", "--methods", dest="methods", nargs="+", default=None, help="names, or all")
     p.add_argument("--mask-fills", nargs="+", choices=("shuffle", "zero"), default=["shuffle"],
                    help="the masked method once per fill (zero: the paper's tables' 'Masked')")
+    p.add_argument("--empty-masks", nargs="+", choices=("penalize", "skip"), default=None,
+                   help="rsna: each setting once per choice of train.py's --empty-mask (penalize: the release; "
+                        "skip: our correction); default: train.py's (penalize on rsna)")
     p.add_argument("--budget", type=int, default=25, help="search trials per setting (benchmark: evaluations)")
     p.add_argument("--n-init", type=int, default=5, help="random trials before the GP takes over")
     p.add_argument("--search-seed", type=int, default=0, help="training seed of the search trials")
@@ -515,13 +567,16 @@ def settings(opts):
         for ratio in opts.ratios or [datasets.DEFAULT_RATIO[dataset]]:
             for method in methods:
                 for fill in (opts.mask_fills if method == "masked" else ["shuffle"]):
-                    yield Setting(dataset, ratio, method, fill)
+                    # Only RSNA has images without a mask (its negatives): elsewhere the choice changes nothing.
+                    for empty in (opts.empty_masks if dataset == "rsna" and opts.empty_masks else [None]):
+                        yield Setting(dataset, ratio, method, fill, empty)
 
 
 # train.py flags the sweep sets for every trial itself: passed through too, the last one given would win.
 SET_BY_SWEEP = {
     "--seed": "the sweep gives each trial its seed; pass --seeds N (seeds phase) or --search-seed N (search)",
     "--mask-fill": "pass the sweep's --mask-fills",
+    "--empty-mask": "pass the sweep's --empty-masks",
     "--out": "the sweep names each run's directory", "--resume": "the sweep resumes every run",
     "--sweep-id": "the sweep names itself", "--trial": "the sweep numbers its trials",
 }

@@ -29,6 +29,7 @@ from tqdm import tqdm
 import datasets
 import diagnostics
 import losses
+import memory
 import results
 import saliency
 from diagnostics import auc
@@ -112,7 +113,10 @@ def parse_args(argv=None):
     p.add_argument("--method", default="baseline", help=f"one of {', '.join(losses.METHODS)}")
     p.add_argument("--seed", type=int, default=0, help="training seed (weights, batch order, shuffles)")
     p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--patience", type=int, default=20, help="stop after this many epochs without a lower valid loss")
+    p.add_argument("--patience", type=int, default=100,
+                   help="stop after this many eligible epochs without a lower valid loss (default 100 with 100 "
+                        "--epochs: the release's seeds configs, so a final model trains every epoch; sweep.py's "
+                        "search trials pass 20, as the release's search configs did)")
     p.add_argument("--burn-in", type=int, default=5,
                    help="epochs before this one can be neither selected nor reset patience (the released "
                         "training loop never selected an epoch before the 5th); with fewer --epochs, the "
@@ -125,12 +129,22 @@ def parse_args(argv=None):
                    help="adversarial: discriminator steps per encoder step")
     p.add_argument("--mask-fill", choices=("shuffle", "zero"), default="shuffle",
                    help="masked: shuffle the outside pixels (paper's text) or zero them (its tables)")
-    p.add_argument("--empty-mask", choices=("skip", "penalize"), default="skip",
+    p.add_argument("--empty-mask", choices=("skip", "penalize"), default=None,
                    help="images without a mask: no penalty, never masked (skip) or treat every pixel as "
-                        "outside (penalize: the released code's behaviour, a label leak on RSNA)")
+                        "outside (penalize: the released code's behaviour, a label leak on RSNA). Default: penalize on "
+                        + " and ".join(k for k, v in datasets.EMPTY_MASK.items() if v == "penalize")
+                        + ", as released; skip elsewhere")
     p.add_argument("--saliency", choices=tuple(saliency.SALIENCY), default="grad",
                    help="saliency scored on the positive test images: input gradients (the paper's tables), "
                         "integrated gradients (200 steps) or occlusion; saliency.py --saliency all adds the others")
+    p.add_argument("--score-size", type=saliency.parse_score_size, default=None, metavar="train|PIXELS",
+                   help=f"side of the test images saliency is scored on (default {saliency.SCORE_SIZE} on xray and "
+                        f"rsna whatever --image-size, as the release scored; 'train': the training size; synthetic: "
+                        f"always {datasets.SIZE})")
+    p.add_argument("--score-images", choices=saliency.SCORE_IMAGES, default="all",
+                   help="which test images saliency is scored on: all = every positive with a mask (the paper's "
+                        f"text); release = the first {saliency.RELEASE_PER_CELL} of each site x label cell, then the "
+                        "positives with a mask among them (the release's 50; xray and rsna only)")
     p.add_argument("--probes", action=argparse.BooleanOptionalAction, default=True,
                    help=f"at epochs {', '.join(map(str, PROBE_EPOCHS))}, also record a kind=probe row: the model "
                         f"as it is then, measured like the final row (saliency, shortcut diagnostics)")
@@ -153,7 +167,12 @@ def parse_args(argv=None):
     p.add_argument("--trial", type=int, default=None, help="set by sweep.py: the search trial number")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (a finished run: do nothing)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:  # a scoring the dataset cannot have is said now, not after training
+        saliency.check_scoring(args)
+    except saliency.UsageError as e:
+        p.error(str(e))
+    return args
 
 
 def resolve(args):
@@ -162,8 +181,9 @@ def resolve(args):
         raise UsageError(f"--method {args.method!r} is unknown; choose one of {', '.join(losses.METHODS)}")
     if args.dataset not in datasets.DATASETS:
         raise UsageError(f"--dataset {args.dataset!r} is unknown; choose one of {', '.join(datasets.DATASETS)}")
-    if args.ratio is None:
-        args.ratio = datasets.DEFAULT_RATIO[args.dataset]
+    datasets.fill_defaults(args)  # --ratio, and on X-ray --image-size and --valid-id-fraction
+    if args.empty_mask is None:
+        args.empty_mask = datasets.EMPTY_MASK[args.dataset]
     if args.data_seed is None:  # the paper's variance is "over model initializations and data splits"
         args.data_seed = args.seed
     tuned = TUNED[tuned_setting(args.dataset, args.ratio)][args.method]
@@ -296,13 +316,19 @@ def measure(net, test, args, device, out_dir=None, untrained_cache=None):
     images (saliency.score) and whether it uses the shortcut (diagnostics.shortcut). Eval mode, fp32; the
     training RNG streams are untouched, so a run with probes trains exactly as one without."""
     synthetic = args.dataset == "synthetic"
-    return dict(saliency.score(net, test, args.saliency, device, out_dir=out_dir, untrained_seed=args.seed,
-                               untrained_cache=untrained_cache, box=synthetic),
+    # X-ray saliency is scored on the test images loaded at --score-size (224 by default, as the release did);
+    # the shortcut diagnostics stay at the training size, where the test AUC was measured.
+    size = saliency.score_size(args)
+    return dict(saliency.score(net, saliency.scoring_split(args, test, size), args.saliency, device, out_dir=out_dir,
+                               untrained_seed=args.seed, untrained_cache=untrained_cache, box=synthetic,
+                               score_images=getattr(args, "score_images", "all"), score_size=size),
                 **diagnostics.shortcut(net, test, synthetic, device))
 
 
 def check_splits(splits):
     for name, split in splits.items():
+        if name == "valid_id" and len(split) == 0:  # X-ray's default: no valid_id (--valid-id-fraction 0)
+            continue
         if len(torch.unique(split.y)) != 2:
             raise datasets.DataError(f"the {name} split holds only one class, so its AUC is undefined; "
                                      f"check the data or use a larger split")
@@ -410,6 +436,14 @@ def promote_best(out, best_epoch):
                 os.remove(path)
 
 
+def checkpoint_run_id(out):
+    """The run id in the run directory's checkpoint (None without one), read without loading the weights."""
+    try:
+        return torch.load(os.path.join(out, CHECKPOINT), map_location="cpu", weights_only=False, mmap=True)["run_id"]
+    except (OSError, RuntimeError, KeyError):
+        return None
+
+
 def load_checkpoint(out, args):
     """The run directory's checkpoint (None if there is none); refuses another configuration."""
     path = os.path.join(out, CHECKPOINT)
@@ -471,7 +505,12 @@ def main(args):
     out = args.out or os.path.join(os.path.dirname(args.results) or ".", "runs", run_id)
     os.makedirs(out, exist_ok=True)
     with RunLock(out):  # held until the run returns or dies
-        return run(args, splits, out, run_id)
+        try:
+            return run(args, splits, out, run_id)
+        except Exception as e:
+            if not memory.is_out_of_memory(e):
+                raise
+            return memory.out_of_memory(e, args, out, checkpoint_run_id(out) or run_id)
 
 
 def run(args, splits, out, run_id):
@@ -480,7 +519,9 @@ def run(args, splits, out, run_id):
     if ckpt:
         run_id = ckpt["run_id"]
         promote_best(out, (ckpt.get("state", {}).get("best") or {}).get("epoch"))  # finish what a kill interrupted
-    recorded = {(r["kind"], r["epoch"]) for r in results.read_rows(args.results, run_id=run_id)} if ckpt else set()
+    # An oom row is not the run's end: resumed, the run records its own final row.
+    recorded = {(r["kind"], r["epoch"]) for r in results.read_rows(args.results, run_id=run_id)
+                if r["status"] != "oom"} if ckpt else set()
     if ckpt and "final" in ckpt:
         record(args, ckpt["final"], recorded)
         print(f"{out} finished already (selected epoch {ckpt['final']['selected_epoch']}); nothing to do")
@@ -518,7 +559,8 @@ def run(args, splits, out, run_id):
         print(f"resuming {out} after epoch {state['epoch']}", flush=True)
 
     base = dict(results.config_columns(args), **results.environment(device, args.deterministic), run_id=run_id, run_dir=out,
-                precision=args.amp, sweep_id=args.sweep_id, trial=args.trial)
+                precision=args.amp, sweep_id=args.sweep_id, trial=args.trial,
+                n_bad_images=getattr(splits["train"], "n_bad_images", None))  # X-ray: what --skip-bad-images left out
     start = time.time() - state["elapsed"]
     last_checkpoint = time.time()
     stop = state["since_best"] >= args.patience or state["status"] != "ok"
@@ -533,7 +575,9 @@ def run(args, splits, out, run_id):
             state["status"] = "diverged"
             break
         valid = evaluate(net, splits["valid"], args.batch_size, device, args.amp)
-        valid_id = evaluate(net, splits["valid_id"], args.batch_size, device, args.amp)
+        # An empty valid_id (X-ray's default) leaves its columns blank and the third rule below idle.
+        valid_id = (evaluate(net, splits["valid_id"], args.batch_size, device, args.amp)
+                    if len(splits["valid_id"]) else {})
         # Three selection rules, all blind to the first burn_in - 1 epochs: the lowest valid loss (the
         # paper's, ours), the first highest valid AUC (plots.py's second column), both on the reversed
         # valid split, i.e. the test distribution; and the lowest in-distribution valid_id loss (plots.py's
@@ -541,7 +585,7 @@ def run(args, splits, out, run_id):
         eligible = epoch >= args.burn_in or epoch == args.epochs
         best_loss = eligible and (state["best"] is None or valid["loss"] < state["best"]["valid_loss"])
         best_auc = eligible and valid["auc"] > state["max_valid_auc"]
-        best_id = eligible and valid_id["loss"] < state["min_valid_id_loss"]
+        best_id = eligible and bool(valid_id) and valid_id["loss"] < state["min_valid_id_loss"]
         if best_auc:
             state["max_valid_auc"] = valid["auc"]
         if best_id:
@@ -556,8 +600,8 @@ def run(args, splits, out, run_id):
                    **{f"valid_id_{k}": v for k, v in valid_id.items()},
                    **{f"test_{k}": v for k, v in test.items()}, time=now())
         print(f"epoch {epoch}: train {train.get('loss', float('nan')):.4f}  valid loss {valid['loss']:.4f} "
-              f"auc {valid['auc']:.3f}  valid_id auc {valid_id['auc']:.3f}  test auc "
-              + (f"{test['auc']:.3f}" if test else "-"), flush=True)
+              f"auc {valid['auc']:.3f}  valid_id auc " + (f"{valid_id['auc']:.3f}" if valid_id else "-")
+              + "  test auc " + (f"{test['auc']:.3f}" if test else "-"), flush=True)
         if best_loss:
             state.update(best=row, since_best=0)
         elif eligible:  # burn-in epochs do not count towards patience either
@@ -600,14 +644,15 @@ def run(args, splits, out, run_id):
 
 
 def cli(argv=None):
-    """Command-line entry: exit 0 when trained, 2 on bad input (one line, nothing written), 3 if diverged."""
+    """Command-line entry: exit 0 when trained, 2 on bad input (one line, nothing written), 3 if diverged,
+    4 out of memory (one line and a status=oom row; the run directory stays resumable)."""
     args = parse_args(argv)
     try:
         final = main(args)
     except (UsageError, datasets.DataError, results.ResultsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 3 if final["status"] == "diverged" else 0
+    return {"diverged": 3, "oom": 4}.get(final["status"], 0)
 
 
 if __name__ == "__main__":

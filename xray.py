@@ -41,9 +41,17 @@ DEFAULT_RATIO = {"xray": 0.9, "rsna": 0.9}  # the paper's tables; 0.5 is its "No
 TASKS = {"xray": "cardiomegaly (1) vs healthy (0)", "rsna": "pneumonia (1) vs no pneumonia (0)"}
 CELLS = ("site0 neg", "site0 pos", "site1 neg", "site1 pos")
 SPLITS = ("train", "valid_id", "valid", "test")  # also the order in which a cell's ranked images are dealt
-# valid_id, the in-distribution validation split, is this fraction of each training cell held out of
-# training: the training cells shrink by it, and the paper's valid and test splits stay exactly as they were.
-VALID_ID_FRACTION = 0.1
+# Defaults where the paper's text is silent or a typo, and so the authors' released code decides (datasets.py
+# and train.py fill unset flags from these). valid_id, the in-distribution validation split, is a share of each
+# training cell held out of training (--valid-id-fraction). 0, as released: training has the paper's sizes and
+# there is no valid_id, since the NIH cardiomegaly cell is used whole and leaves no image to draw one from.
+VALID_ID_FRACTION = {"xray": 0.0, "rsna": 0.0}
+# The side of the network input: the release trained NIH + PadChest at its joint dataset's default 128 px
+# (no config overrides it; the text's "244x244" is a typo) and RSNA at 224.
+IMAGE_SIZE = {"xray": 128, "rsna": 224}
+# Images without a mask (RSNA negatives): the release masked them as all outside (penalize); the ellipse
+# leaves no xray image without one.
+EMPTY_MASK = {"xray": "skip", "rsna": "penalize"}
 MAXVAL = {"nih": 255, "padchest": 65535, "rsna": 255}  # torchxrayvision's white level per source
 RSNA_FRAME = 1024  # RSNA boxes are pixel coordinates of the released 1024x1024 images
 SHIPPED = {"nih": "Data_Entry_2017_v2020.csv.gz",
@@ -131,8 +139,9 @@ def read_rsna(labels_path, views_path, ext):
     if view.isna().any():
         raise DataError(f"--rsna-views-csv {views_path}: no ViewPosition for {view.isna().sum()} images of "
                         f"--rsna-csv, e.g. {view.index[view.isna()][0]}")
-    boxed = rows.dropna(subset=["x"])
-    boxes = {pid: g[["x", "y", "width", "height"]].to_numpy(np.float64) for pid, g in boxed.groupby("patientId")}
+    boxed = rows.dropna(subset=["x"]).sort_values("patientId", kind="stable")  # each image's boxes in file order
+    ids, first = np.unique(boxed["patientId"].to_numpy(), return_index=True)
+    boxes = dict(zip(ids, np.split(boxed[["x", "y", "width", "height"]].to_numpy(np.float64), first[1:])))
     keep = view.isin(["PA", "AP"]).to_numpy()
     ids = image.index.to_numpy()[keep]
     return pd.DataFrame({"source": "rsna", "file": [f"{pid}.{ext}" for pid in ids], "subdir": "",
@@ -158,15 +167,18 @@ def candidates(args):
 
 # ------------------------------------------------------------ cohorts
 
-def split_quotas(n, ratio):
+def split_quotas(n, ratio, valid_id_fraction=0.0):
     """Images per cell and split: train and valid_id follow the site-label correlation, valid/test reverse it.
 
-    The paper's training quota of a cell is split into train and valid_id =
-    floor(VALID_ID_FRACTION x the paper's quota). Exact rational arithmetic, so
-    that int(n * 0.9) is never one short from 0.8999...
+    The paper's training quota of a cell, floor(n x ratio) or floor(n x (1 - ratio)),
+    is split into train and valid_id = floor(valid_id_fraction x that quota); valid
+    takes floor(n x (1 - ratio) / 2) or floor(n x ratio / 2), test the rest. These
+    are the released code's quotas, in exact rational arithmetic where the release
+    multiplied floats: the two differ only where n x 0.1 is a whole number (n = 10,
+    20, ...: the float is one short), not at the n of any cohort in the paper.
     """
     r = Fraction(ratio).limit_denominator(10 ** 6)
-    f = Fraction(VALID_ID_FRACTION).limit_denominator(10 ** 6)
+    f = Fraction(valid_id_fraction).limit_denominator(10 ** 6)
     major, minor = int(n * r), int(n * (1 - r))
     v_major, v_minor = int(n * r / 2), int(n * (1 - r) / 2)
     paper_train = np.array([major, minor, minor, major])
@@ -210,19 +222,22 @@ class Cohort:
     pools: np.ndarray     # (4,) candidates per cell
     ratio: float
     patient_split: bool
+    valid_id_fraction: float = 0.0
+    n_bad_images: int = 0  # excluded (missing or unreadable) images the draw passed over: what they cost it
 
     def cells(self):
         return (2 * self.table["site"] + self.table["y"]).to_numpy()
 
 
-def draw_cohort(dataset, pool, ratio, seed, patient_split=False, exclude=()):
+def draw_cohort(dataset, pool, ratio, seed, patient_split=False, exclude=(), valid_id_fraction=0.0):
     """Subsample every cell to n = the smallest cell, then deal the cells out to the SPLITS.
 
     Every candidate gets a random rank from `seed` before `exclude` (unreadable
     files) is applied, so leaving a file out only brings in the next-ranked one.
     By image, a cell's ranks go to train, valid_id, valid, test in turn: valid_id
-    is the tail of the paper's training range, so train is a subset of the
-    paper's training images and valid and test are the paper's, for the same seed.
+    (`valid_id_fraction` of the paper's training quota, none by default) is the
+    tail of the paper's training range, so train is a subset of the paper's
+    training images and valid and test are the paper's, for the same seed.
     seed None means 0, as for the synthetic data: never a fresh random draw, which
     would give xray_cohort and load_xray two different cohorts for the same args.
     """
@@ -234,9 +249,16 @@ def draw_cohort(dataset, pool, ratio, seed, patient_split=False, exclude=()):
     n = int(pools.min())
     if n == 0:
         raise DataError(f"--dataset {dataset}: the cell {CELLS[pools.argmin()]} has no images; check the metadata")
-    quotas = split_quotas(n, ratio)
+    quotas = split_quotas(n, ratio, valid_id_fraction)
     chosen = [np.flatnonzero(usable & (cell == c)) for c in range(4)]
     chosen = [idx[np.argsort(rank[idx], kind="stable")[:n]] for idx in chosen]  # random n, in rank order
+    # What --skip-bad-images cost: the excluded images ranked ahead of the last one drawn from their cell
+    # (all of a cell's when the cell is used whole). Read from the ranks, not from the exclude list, which
+    # also names other seeds' files: the same count whether this load found the files or a list recalled them.
+    left_out = ~usable & (cell[None, :] == np.arange(4)[:, None])  # (4, candidates)
+    whole = np.array([len(idx) == p for idx, p in zip(chosen, pools)])
+    last = np.array([rank[idx[-1]] for idx in chosen])
+    n_bad = int((left_out & (whole[:, None] | (rank[None, :] < last[:, None]))).sum())
     rows = np.sort(np.concatenate(chosen))
     if patient_split:
         split_of = _assign_by_patient(pool["patient"].to_numpy()[rows], cell[rows], quotas, rng)
@@ -247,7 +269,7 @@ def draw_cohort(dataset, pool, ratio, seed, patient_split=False, exclude=()):
             split_of[np.searchsorted(rows, idx)] = np.searchsorted(bounds, np.arange(n), side="right")
     table = pool.iloc[rows].reset_index(drop=True)
     splits = {name: np.flatnonzero(split_of == k) for k, name in enumerate(SPLITS)}
-    return Cohort(dataset, table, splits, n, pools, ratio, patient_split)
+    return Cohort(dataset, table, splits, n, pools, ratio, patient_split, valid_id_fraction, n_bad)
 
 
 def summary(cohort):
@@ -258,8 +280,11 @@ def summary(cohort):
     lines = [f"dataset {cohort.dataset}: site 0 = {site0}, site 1 = {site1}; label = {TASKS[cohort.dataset]}",
              f"ratio {cohort.ratio:g}; split by {'patient' if cohort.patient_split else 'image'}",
              "candidates per cell (site0 neg, site0 pos, site1 neg, site1 pos): " + " ".join(map(str, cohort.pools)),
-             f"n = {cohort.n} per cell ({4 * cohort.n} images); valid_id = {VALID_ID_FRACTION:.0%} of the "
-             f"paper's training images of each cell, held out of train",
+             f"n = {cohort.n} per cell ({4 * cohort.n} images); " + (
+                 f"valid_id = {cohort.valid_id_fraction:.0%} of the paper's training images of each cell, held "
+                 f"out of train" if cohort.valid_id_fraction else
+                 "no valid_id (--valid-id-fraction 0): train has the paper's sizes; pass e.g. 0.1 to hold out an "
+                 "in-distribution split, at that cost to train"),
              f"{'':8}" + "".join(f"{c:>11}" for c in CELLS) + f"{'total':>8}{'neg/pos':>12}{'site0/1':>12}"]
     for name in SPLITS:
         c = np.bincount(cell[cohort.splits[name]], minlength=4)
@@ -270,6 +295,8 @@ def summary(cohort):
         split_of[cohort.splits[name]] = k
     per_patient = pd.Series(split_of).groupby(cohort.table["patient"].to_numpy()).nunique()
     lines.append(f"patients in more than one split: {(per_patient > 1).sum()} of {len(per_patient)}")
+    if cohort.n_bad_images:
+        lines.append(f"left out as missing or unreadable (--skip-bad-images): {cohort.n_bad_images}")
     return "\n".join(lines)
 
 
@@ -364,6 +391,7 @@ class CohortImages(torch.utils.data.Dataset):
     def __init__(self, paths, cohort, masks, size):
         self.paths, self.sources = paths, cohort.table["source"].to_numpy()
         self.y = torch.tensor(cohort.table["y"].to_numpy(np.int64))
+        self.site = torch.tensor(cohort.table["site"].to_numpy(np.int64))  # saliency.py's release subset reads it
         self.masks, self.size = masks, size
 
     def __len__(self):
@@ -397,7 +425,7 @@ class ImageSplit:
 
     def __init__(self, images, rows, workers=0):
         self.images, self.rows, self.workers = images, rows, workers
-        self.y = images.y[rows]
+        self.y, self.site = images.y[rows], images.site[rows]  # (N,) each, in batch order
 
     def __len__(self):
         return len(self.rows)
@@ -434,9 +462,10 @@ class ImageSplit:
 class CachedSplit:
     """A split read from the cohort's preprocessed (N, S, S) float16 memmap: one sorted fancy index per batch."""
 
-    def __init__(self, pixels, shapes, rows, y, masks):
+    def __init__(self, pixels, shapes, rows, y, masks, site=None):
         self.pixels, self.shapes, self.rows, self.masks = pixels, shapes, rows, masks
         self.y = y[rows]
+        self.site = None if site is None else site[rows]  # (N,), in batch order: saliency.py's release subset
 
     def __len__(self):
         return len(self.rows)
@@ -572,8 +601,18 @@ def _bad_list(args):
     return os.path.join(args.cache, f"unreadable-{args.dataset}.txt") if args.cache else None
 
 
+def fill_defaults(args):
+    """Set the X-ray flags left unset (None, or absent from an older run's config) to args.dataset's
+    defaults, in place; returns args."""
+    for flag, default in (("image_size", IMAGE_SIZE), ("valid_id_fraction", VALID_ID_FRACTION)):
+        if getattr(args, flag, None) is None:
+            setattr(args, flag, default[args.dataset])
+    return args
+
+
 def xray_cohort(args):
     """The cohort args describe (from metadata only; honours the unreadable list kept in --cache)."""
+    fill_defaults(args)
     ratio = DEFAULT_RATIO[args.dataset] if args.ratio is None else args.ratio
     exclude = set()
     bad_list = _bad_list(args)
@@ -582,11 +621,15 @@ def xray_cohort(args):
             exclude = {line.strip() for line in f if line.strip()}
         print(f"leaving out {len(exclude)} images recorded as unreadable in {bad_list}", file=sys.stderr)
     pool = candidates(args)
-    return pool, exclude, draw_cohort(args.dataset, pool, ratio, args.data_seed, args.patient_split, exclude)
+    return pool, exclude, draw_cohort(args.dataset, pool, ratio, args.data_seed, args.patient_split, exclude,
+                                      args.valid_id_fraction)
 
 
 def load_xray(args):
-    """The SPLITS of --dataset xray or rsna: from the --cache memmap when present, else the files."""
+    """The SPLITS of --dataset xray or rsna: from the --cache memmap when present, else the files.
+
+    Each split also carries `n_bad_images`, the images --skip-bad-images left out of the cohort, which
+    train.py records in the run's rows."""
     pool, exclude, cohort = xray_cohort(args)
     size, cuda = args.image_size, str(getattr(args, "device", "cpu")).startswith("cuda")
     workers = args.workers if args.workers is not None else (min(8, os.cpu_count() or 1) if cuda else 0)
@@ -617,7 +660,8 @@ def load_xray(args):
         if args.cache:  # remembered, so later runs draw the same cohort without checking every file again
             with open(_bad_list(args), "a") as f:
                 f.write("".join(f"{name}\n" for name in sorted(bad)))
-        cohort = draw_cohort(args.dataset, pool, cohort.ratio, args.data_seed, args.patient_split, exclude)
+        cohort = draw_cohort(args.dataset, pool, cohort.ratio, args.data_seed, args.patient_split, exclude,
+                             cohort.valid_id_fraction)
 
     masks = Masks(cohort, size)
     sizes = ", ".join(f"{name} {len(rows)}" for name, rows in cohort.splits.items())
@@ -630,10 +674,15 @@ def load_xray(args):
             raise DataError(f"--cache {cached}: holds {pixels.shape}, expected {(len(cohort.table), size, size)}; "
                             f"delete the file to rebuild it")
         print(f"{args.dataset}: n = {cohort.n} per cell; {sizes}; cache {cached}", flush=True)
-        return {name: CachedSplit(pixels, shapes, rows, y, masks) for name, rows in cohort.splits.items()}
-    images = CohortImages(paths, cohort, masks, size)
-    print(f"{args.dataset}: n = {cohort.n} per cell; {sizes}; decoding images ({workers} workers)", flush=True)
-    return {name: ImageSplit(images, rows, workers) for name, rows in cohort.splits.items()}
+        site = torch.tensor(cohort.table["site"].to_numpy(np.int64))
+        splits = {name: CachedSplit(pixels, shapes, rows, y, masks, site) for name, rows in cohort.splits.items()}
+    else:
+        images = CohortImages(paths, cohort, masks, size)
+        print(f"{args.dataset}: n = {cohort.n} per cell; {sizes}; decoding images ({workers} workers)", flush=True)
+        splits = {name: ImageSplit(images, rows, workers) for name, rows in cohort.splits.items()}
+    for split in splits.values():
+        split.n_bad_images = cohort.n_bad_images
+    return splits
 
 
 
@@ -653,7 +702,13 @@ def add_arguments(parser):
                    help="RSNA stage 2 train labels, one row per box (default: torchxrayvision's copy)")
     x.add_argument("--rsna-views-csv", default=None,
                    help="RSNA DICOM headers with PatientID, ViewPosition (default: torchxrayvision's copy)")
-    x.add_argument("--image-size", type=int, default=224, help="side of the square network input")
+    x.add_argument("--image-size", type=int, default=None,
+                   help="side of the square network input (default: " + ", ".join(
+                       f"{size} on {name}" for name, size in IMAGE_SIZE.items()) + ", as the authors' code trained)")
+    x.add_argument("--valid-id-fraction", type=float, default=None, metavar="F",
+                   help="share of each training cell held out of training as the in-distribution valid_id split "
+                        "(default 0, as released: train has the paper's sizes, and the valid_id selection rule's "
+                        "column is blank; the synthetic task draws its own 128-image valid_id instead)")
     x.add_argument("--patient-split", action="store_true",
                    help="no patient in two splits (default: split by image, as the paper did)")
     x.add_argument("--skip-bad-images", action="store_true",
@@ -667,8 +722,13 @@ def add_arguments(parser):
 
 def check_args(args):
     """Reject bad X-ray flags with a DataError naming the flag and the fix."""
+    fill_defaults(args)
     if args.image_size < 8:
-        raise DataError(f"--image-size {args.image_size} is too small; pass at least 8 (the paper used 224)")
+        raise DataError(f"--image-size {args.image_size} is too small; pass at least 8 (the authors used "
+                        f"{IMAGE_SIZE[args.dataset]} on {args.dataset})")
+    if not 0 <= args.valid_id_fraction < 1:
+        raise DataError(f"--valid-id-fraction {args.valid_id_fraction} is outside [0, 1); pass a share such as "
+                        f"0.1, or 0 for no valid_id (the paper's training sizes)")
     if args.workers is not None and args.workers < 0:
         raise DataError(f"--workers {args.workers} is negative; pass 0 (decode in the main process) or more")
     if args.dataset == "rsna" and args.rsna_ext == "dcm" and importlib.util.find_spec("pydicom") is None:
@@ -714,6 +774,7 @@ def download_units(pool, source):
 
 def plan(args):
     """What to download for args.dataset, read from the metadata the cohort uses, and how to cache it."""
+    fill_defaults(args)
     pool = candidates(args)
     n = int(np.bincount(2 * pool["site"] + pool["y"], minlength=4).min())
     sources = pool["source"].unique()
@@ -745,7 +806,7 @@ def plan(args):
             command += ["--" + flag.replace("_", "-"), q(getattr(args, flag))]
     if args.dataset == "rsna":
         command += ["--rsna-ext dcm"]  # Kaggle's files are the DICOMs, not torchxrayvision's JPEGs
-    if args.image_size != 224:
+    if args.image_size != IMAGE_SIZE[args.dataset]:
         command += ["--image-size", str(args.image_size)]
     command += ["--cache", q(args.cache) if args.cache else "$CACHE_DIR", "--data-seed $SEED"]
     gigabytes = 4 * n * args.image_size ** 2 * 2 / 1e9

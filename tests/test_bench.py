@@ -7,6 +7,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import bench
 import datasets
+import losses
+import memory
 import train
 
 
@@ -49,3 +51,64 @@ def test_the_flop_count_of_a_baseline_step_is_torchs_flop_counters():
     with FlopCounterMode(display=False) as reference:
         train.train_step(net, opt, method, *batch, hp)
     assert ours == reference.get_total_flops() and round(ours / 1e9, 1) == 43.7
+
+
+# ------------------------------------------------------------------ memory
+
+def linear_step(passes=1, square=lambda y: y.square()):
+    """A (4 x 3) batch through Linear(3, 5), `passes` forward and backward passes, then one Adam step."""
+    torch.manual_seed(0)
+    layer, x = torch.nn.Linear(3, 5), torch.randn(4, 3)
+    opt = losses.adam(layer.parameters(), 1e-3)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        for _ in range(passes):
+            square(layer(x)).sum().backward()
+        opt.step()
+    return step, [layer], [opt]
+
+
+def test_the_bytes_of_a_linear_step_are_counted_by_hand():
+    """Linear saves its input x (4 x 3 floats; its weight is a parameter, which the state counts) and square
+    saves its input, the (4 x 5) output. The state: weight and bias (20 floats), their gradients and Adam's two
+    moments, and Adam's step count per parameter (a float32 scalar in the fused Adam)."""
+    assert memory.step_bytes(*linear_step()) == (4 * 3 * 4 + 4 * 5 * 4, 20 * 4 * 4 + 2 * 4)
+
+
+def test_a_storage_saved_twice_counts_once_and_two_passes_in_a_row_peak_like_one():
+    """y * y saves y twice, one storage; the second pass's tensors are saved after the first's were let go."""
+    once = memory.step_bytes(*linear_step())
+    assert memory.step_bytes(*linear_step(square=lambda y: y * y)) == once
+    assert memory.step_bytes(*linear_step(passes=2)) == once
+
+
+@pytest.mark.parametrize("amp", ["fp32", "bf16"])
+def test_saved_bytes_are_affine_in_the_batch_so_two_small_batches_give_any_batch(amp):
+    """step_estimate runs 2 and 4 images; at 16 its extrapolation is what a 16-image step saves, to the byte."""
+    device = torch.device("cpu")
+    for name in losses.METHODS:
+        hp = bench.hparams(name, device, amp, 16)
+        net, opt, method = bench.fresh(name, hp, device)
+        x, y, mask = bench.square_batch(12, 16)
+        extra = [method] if name == "adversarial" else []
+        direct = memory.step_bytes(lambda: train.train_step(net, opt, method, x, y, mask, hp),
+                                   [net] + [m.disc for m in extra], [opt] + [m.opt for m in extra])
+        assert bench.step_estimate(name, hp, 12, 16, device) == direct, name
+
+
+def test_bench_memory_reports_every_method_and_saliency_in_both_precisions(tmp_path):
+    out = tmp_path / "memory.json"
+    bench.main(["--memory", "12", "16", "--methods", "baseline", "adversarial", "--json", str(out)])
+    rows = json.loads(out.read_text())["memory"]
+    assert [(r["method"], r["size"], r["amp"]) for r in rows] == [
+        (m, size, amp) for m in ("baseline", "adversarial") for size in (12, 16) for amp in ("fp32", "bf16")] + [
+        ("saliency", 12, "fp32"), ("saliency", 16, "fp32")]
+    assert all(r["estimated_bytes"] == r["state_bytes"] + r["saved_bytes"] for r in rows)
+    by = {(r["method"], r["size"], r["amp"]): r for r in rows}
+    weights = 4 * sum(p.numel() for p in bench.ResNet18().parameters())
+    # weights, gradients and two moments: 4x the weights; the discriminator and its Adam come on top
+    assert 4 * weights < by["baseline", 12, "fp32"]["state_bytes"] < by["adversarial", 12, "fp32"]["state_bytes"]
+    assert by["saliency", 12, "fp32"]["batch_size"] == 64 and by["saliency", 12, "fp32"]["state_bytes"] > weights
+    for method in ("baseline", "adversarial", "saliency"):  # activations grow with the image
+        assert by[method, 16, "fp32"]["saved_bytes"] > by[method, 12, "fp32"]["saved_bytes"]

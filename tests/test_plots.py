@@ -10,6 +10,7 @@ import os
 import re
 
 import matplotlib.image
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from scipy import stats
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.xdist_group("plots")
 
 METHODS = ("baseline", "masked", "actdiff")
 SEEDS = (0, 1)
-FIGURES = ["valid_auc_synthetic", "auc_vs_iou_synthetic", "saliency_synthetic_1.0", "hparam_search", "data_synthetic"]
+FIGURES = ["valid_auc_synthetic", "auc_vs_iou_synthetic", "saliency_synthetic_1.0", "hparam_search", "data_synthetic",
+           "auc_vs_localisation"]
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +183,7 @@ def test_missing_groups_are_skipped_with_a_reason(csv_path, tmp_path):
     code, stdout, _ = run(["--results", path, "--out", str(tmp_path / "fig")])
     assert code == 0
     assert "no rows for rsna ratio 0.5" in stdout
-    assert "skip: saliency_rsna_0.9" in stdout and "skip: hparam_search" in stdout
+    assert "skip: saliency_maps_rsna" in stdout and "skip: hparam_search" in stdout
     assert "skip: data_rsna (Figure 1): pass --xray-data" in stdout
     assert "Masked (zero fill)" in table_rows(stdout, "synthetic")
     assert "skip: valid_auc_rsna" in stdout and (tmp_path / "fig" / "auc_vs_iou_rsna.png").exists()
@@ -211,18 +213,19 @@ def p_cell(mine, theirs):
 
 
 def test_comparison_with_the_papers_per_seed_results_for_auc_and_each_saliency_methods_iou(csv_path, tmp_path):
-    """ActDiff's runs get an ig row after their final (grad) row and no occlusion row; the authors' file has
-    all three IoUs, for baseline and ActDiff."""
+    """ActDiff's runs get an ig row (an IoU, no IoT) after their final (grad) row and no occlusion row; the
+    authors' file has all three IoUs and grad's IoT, for baseline and ActDiff: each of our columns sits beside
+    the same column of theirs."""
     rows = results.read_rows(csv_path)
     actdiff = [r for r in rows if r["kind"] == "final" and r["method"] == "actdiff" and r["trial"] == ""]
     ig = [0.2, 0.4]
     path = str(tmp_path / "results.csv")
-    for row in rows + [dict(r, kind="saliency", saliency="ig", iou=v) for r, v in zip(actdiff, ig)]:
+    for row in rows + [dict(r, kind="saliency", saliency="ig", iou=v, iot="") for r, v in zip(actdiff, ig)]:
         results.append_row(path, row)
-    theirs = {"test AUC": [0.9, 1.0, 0.95], "IoU, grad": [0.3, 0.4, 0.5], "IoU, ig": [0.5, 0.4, 0.3],
-              "IoU, occlusion": [0.0, 0.1, 0.2]}
+    theirs = {"test AUC": [0.9, 1.0, 0.95], "IoU, grad": [0.3, 0.4, 0.5], "IoT, grad": [0.6, 0.7, 0.8],
+              "IoU, ig": [0.5, 0.4, 0.3], "IoU, occlusion": [0.0, 0.1, 0.2]}
     paper = tmp_path / "paper.csv"
-    paper.write_text("method,run_seed,test_auc,iou_grad,iou_ig,iou_occlude\n" + "".join(
+    paper.write_text("method,run_seed,test_auc,iou_grad,iot_grad,iou_ig,iou_occlude\n" + "".join(
         f"{m},{i},{','.join(str(v[i] * scale) for v in theirs.values())}\n"
         for m, scale in (("baseline", 0.5), ("actdiff", 1.0)) for i in range(3)))
     code, stdout, _ = run(["--results", path, "--out", str(tmp_path / "out"),
@@ -232,18 +235,20 @@ def test_comparison_with_the_papers_per_seed_results_for_auc_and_each_saliency_m
     lines = [l for l in section.splitlines() if l.startswith("| ") and "---" not in l]
     assert lines[0] == "| method | measure | ours | paper | p (Welch / MWU) |"
     cells = [[c.strip() for c in l.strip("|").split("|")] for l in lines[1:]]
-    assert [c[0] for c in cells] == [m for m in ("Classification", "Masked", "ActDiff") for m in (m, "", "", "")]
-    block = {c[1]: c[2:] for c in cells[8:12]}  # ActDiff's four rows
+    assert [c[0] for c in cells] == [m for m in ("Classification", "Masked", "ActDiff") for m in (m,) + ("",) * 6]
+    block = {c[1]: c[2:] for c in cells[14:21]}  # ActDiff's seven rows
     ours = {"test AUC": [float(r["test_auc"]) for r in actdiff],
             "IoU, grad": [float(r["iou"]) for r in actdiff],  # the final row's, though an ig row came later
-            "IoU, ig": ig, "IoU, occlusion": []}
+            "IoT, grad": [float(r["iot"]) for r in actdiff],
+            "IoU, ig": ig, "IoT, ig": [], "IoU, occlusion": [], "IoT, occlusion": []}
     assert list(block) == list(ours)
     for measure, mine in ours.items():
-        assert block[measure] == [expected_cell(mine) if mine else "–", expected_cell(theirs[measure]),
-                                  p_cell(mine, theirs[measure])], measure
+        paper_side = theirs.get(measure, [])
+        assert block[measure] == [expected_cell(mine) if mine else "–",
+                                  expected_cell(paper_side) if paper_side else "–", p_cell(mine, paper_side)], measure
     assert block["IoU, occlusion"][0] == block["IoU, occlusion"][2] == "–"  # we have no occlusion scores
-    assert cells[2][1:3] == ["IoU, ig", "–"]  # nor ig scores for Classification
-    assert cells[4][3] == "–"  # Masked is not in the authors' file
+    assert cells[3][1:3] == ["IoU, ig", "–"]  # nor ig scores for Classification
+    assert cells[7][3] == "–"  # Masked is not in the authors' file
 
 
 # ------------------------------------------------------------------ hand-made rows: baselines, ratios, rules
@@ -525,3 +530,153 @@ def test_the_bf16_bridge_sets_each_runs_move_against_the_fp32_seed_spread(tmp_pa
     assert verdicts[2].endswith("(beyond the seed-to-seed spread)")
     assert bridge.main([fp32, within]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# ------------------------------------------------------------------ the X-ray tables and Figures 6-8, on written rows
+
+XRAY_SIDE = 8  # the written figure maps are 8x8
+
+
+def xray_runs(tmp_path, missing=(("xray", 0.5, "rrr"),)):
+    """Written rows and saliency.npz files, no training: xray and rsna at both ratios, every table row (rsna's
+    twice: penalize and skip), two seeds, each run with a grad final row scored on every positive and a
+    release-scored saliency row; synthetic ActDiff at ratio 1.0 for Figure 8's first panel. The cells in
+    `missing` have no run. Returns (csv path, {(dataset, ratio, variant, empty_mask): [run dicts]})."""
+    path, runs = str(tmp_path / "results.csv"), {}
+    cells = [(d, r, v, e) for d in ("xray", "rsna") for r in (0.9, 0.5) for v in plots.VARIANTS
+             for e in (("penalize", "skip") if d == "rsna" else ("skip",)) if (d, r, v) not in missing]
+    cells.append(("synthetic", 1.0, "actdiff", "skip"))
+    for k, (dataset, ratio, variant, empty) in enumerate(cells):
+        method = "masked" if variant == "masked_zero" else variant
+        for seed in (1, 2):
+            run_id = f"{dataset}-{ratio}-{variant}-{empty}-s{seed}"
+            run = dict(run_id=run_id, dataset=dataset, method=method, seed=seed, ratio=ratio, status="ok",
+                       mask_fill="zero" if variant == "masked_zero" else "shuffle", empty_mask=empty,
+                       run_dir=str(tmp_path / "runs" / run_id), test_auc=0.2 + 0.01 * k + 0.001 * (1 + k) * seed,
+                       iou=0.1 + 0.01 * k + 0.001 * seed, iot=0.2 + 0.01 * k + 0.001 * seed, iou_chance=0.05,
+                       iou_untrained=0.07, score_size=224, score_images="all", saliency="grad")
+            results.append_row(path, dict(run, kind="final"))
+            results.append_row(path, dict(run, kind="saliency", score_images="release", iou=run["iou"] + 0.5,
+                                          iot=run["iot"] + 0.5))
+            os.makedirs(run["run_dir"])
+            level = k + seed / 10  # each run's map: one bright pixel, where only its cell puts it
+            sample_map = np.zeros((XRAY_SIDE, XRAY_SIDE), np.float32)
+            sample_map.flat[k % XRAY_SIDE ** 2] = level
+            np.savez(os.path.join(run["run_dir"], "saliency.npz"), saliency=np.array("grad"), sample_map=sample_map,
+                     sample_input=np.full((XRAY_SIDE, XRAY_SIDE), 0.5, np.float32),
+                     sample_mask=np.eye(XRAY_SIDE, dtype=np.float32), n_sample=np.array(500))
+            runs.setdefault((dataset, ratio, variant, empty), []).append(run)
+    return path, runs
+
+
+@pytest.fixture(scope="module")
+def xray_plotted(tmp_path_factory):
+    """plots.py on xray_runs, with the authors' per-seed file for SPC, and the figures it drew (not saved)."""
+    root = tmp_path_factory.mktemp("xray")
+    path, runs = xray_runs(root)
+    paper = root / "paper.csv"
+    paper.write_text("method,run_seed,test_auc,iou_grad,iot_grad\n" + "".join(
+        f"{m},{s},0.7,0.{s}5,0.{s}7\n" for m in ("baseline", "actdiff") for s in (1, 2, 3)))
+    figures = {}
+    with pytest.MonkeyPatch.context() as mp:  # kept, not written: rendering is test_every_figure_...'s subject
+        mp.setattr(plots, "save", lambda fig, out, name, written: (figures.__setitem__(name, fig),
+                                                                   written.append(f"{name}.png")))
+        code, stdout, _ = run(["--results", path, "--out", str(root / "out"), "--latex", "--paper", "xray", "0.9",
+                               str(paper)])
+    assert code == 0
+    yield runs, stdout, figures
+    plt.close("all")
+
+
+def test_xray_tables_have_a_row_per_method_and_iou_and_iot_columns_for_each_scoring(xray_plotted):
+    """One table per scoring (every positive; the release's subset), each with IoU and IoT beside the AUC and
+    a row for every method in the paper's order; a cell without runs is blank; the note under each table
+    says which of our columns the paper's "IoU" is."""
+    runs, stdout, _ = xray_plotted
+    for heading, scoring, offset in (("xray", "all", 0.0), ("xray: the release's scoring", "release", 0.5)):
+        section = stdout.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+        assert ("| group | method | with shift (0.9) AUC | with shift (0.9) IoU grad | with shift (0.9) IoT grad | "
+                "with shift (0.9) IoU untrained (grad) | without shift (0.5) AUC |") in section, heading
+        assert SCORING_WORDS[scoring] in section
+        table = table_rows(stdout, heading)
+        assert list(table) == [plots.LABELS[v] for v in plots.VARIANTS] + ["Chance"]  # every row, in order
+        for v in plots.VARIANTS:
+            mine = runs["xray", 0.9, v, "skip"]
+            assert table[plots.LABELS[v]][1:3] == [expected_cell([r["iou"] + offset for r in mine]),
+                                                   expected_cell([r["iot"] + offset for r in mine])], (heading, v)
+        assert table["RRR"][4:] == ["–"] * 4  # no RRR run without the shift
+        assert section.rstrip().splitlines()[-1].startswith('The paper\'s "IoU" matches our IoT on xray: ')
+        assert 'The paper\'s "IoU" matches our IoT on xray' in section
+
+
+SCORING_WORDS = {"all": "every positive test image scored", "release": "the release's 50 positives scored"}
+
+
+def test_rsna_rows_show_the_releases_penalize_and_our_skip_side_by_side(xray_plotted):
+    runs, stdout, _ = xray_plotted
+    table = table_lines(stdout, "rsna")
+    labels = [row[1] for row in table]
+    for v in plots.VARIANTS:
+        label = plots.LABELS[v]
+        i = labels.index(f"{label}, penalize (release)")
+        assert labels[i + 1] == f"{label}, skip (ours)"
+        assert table[i + 1][3] == expected_cell([r["iou"] for r in runs["rsna", 0.9, v, "skip"]])
+    assert 'The paper\'s "IoU" matches our IoT on rsna with VPC, and none of our columns without' in stdout
+    rules = [row[1] for row in table_lines(stdout, "rsna: the three selection rules")]
+    assert rules[:2] == ["Classification, penalize (release)", "Classification, skip (ours)"]  # split there too
+
+
+def test_the_paper_comparison_sets_our_iou_and_iot_beside_theirs_with_the_note(xray_plotted):
+    runs, stdout, _ = xray_plotted
+    section = stdout.split("## xray ratio 0.9: compared with the paper's per-seed results", 1)[1].split("\n## ", 1)[0]
+    lines = [[c.strip() for c in l.strip("|").split("|")] for l in section.splitlines() if l.startswith("| ")]
+    assert lines[0] == ["method", "measure", "ours", "paper", "p (Welch / MWU)", "ours, the release's 50 positives",
+                        "p (Welch / MWU), release"]
+    start = [row[0] for row in lines].index("ActDiff")
+    actdiff = {row[1]: row[2:] for row in lines[start:start + 7]}  # AUC, then IoU and IoT of three methods
+    assert list(actdiff) == ["test AUC"] + [f"{m}, {s}" for s in ("grad", "ig", "occlusion") for m in ("IoU", "IoT")]
+    mine = runs["xray", 0.9, "actdiff", "skip"]
+    assert actdiff["IoT, grad"][:2] == [expected_cell([r["iot"] for r in mine]), expected_cell([0.17, 0.27, 0.37])]
+    assert actdiff["IoT, grad"][3] == expected_cell([r["iot"] + 0.5 for r in mine])
+    assert actdiff["IoU, grad"][1] == expected_cell([0.15, 0.25, 0.35])
+    assert 'The paper\'s "IoU" matches our IoT on xray' in section
+
+
+def test_figures_6_and_7_have_both_settings_and_a_panel_per_method_with_missing_cells_empty(xray_plotted):
+    runs, stdout, figures = xray_plotted
+    for name, empty in (("saliency_maps_xray", "skip"), ("saliency_maps_rsna", "penalize"),
+                        ("saliency_maps_rsna_skip", "skip")):
+        dataset = name.split("_")[2]
+        axes = [ax for ax in figures[name].axes if ax.get_label() != "<colorbar>"]
+        assert len(axes) == 2 * (1 + len(plots.VARIANTS)), name
+        titles = [ax.get_title().replace("\n", " ") for ax in axes[1:1 + len(plots.VARIANTS)]]
+        assert titles == [plots.LABELS[v] for v in plots.VARIANTS]
+        for row, ratio in enumerate((0.9, 0.5)):
+            assert axes[row * (1 + len(plots.VARIANTS))].get_ylabel() == plots.setting_name(dataset, ratio)
+            for ax, v in zip(axes[row * (1 + len(plots.VARIANTS)) + 1:(row + 1) * (1 + len(plots.VARIANTS))],
+                             plots.VARIANTS):
+                mine = runs.get((dataset, ratio, v, empty))
+                if mine is None:  # drawn empty, and said
+                    assert not ax.images and [t.get_text() for t in ax.texts] == ["no run"]
+                    continue
+                shown = ax.images[0].get_array()
+                # the mean over the seeds of each run's map, scaled to its maximum
+                assert shown.max() == pytest.approx(1.0) and ax.get_xlabel() == f"n={len(mine)}"
+                assert np.count_nonzero(shown) == 1, (name, ratio, v)
+    assert "saliency_maps_xray: empty panels (no run with the figure map): RRR at 0.5" in stdout
+
+
+def test_figure_8_plots_every_shifted_seed_by_approach_against_the_column_the_papers_iou_is(xray_plotted):
+    runs, stdout, figures = xray_plotted
+    axes = figures["auc_vs_localisation"].axes
+    assert [ax.get_title() for ax in axes] == ["synthetic, ratio 1.0", "SPC (xray), ratio 0.9", "VPC (rsna), ratio 0.9"]
+    assert [ax.get_xlabel() for ax in axes] == ["test IoU", "test IoT", "test IoT"]
+    for ax, (dataset, column) in zip(axes, (("synthetic", "iou"), ("xray", "iot"), ("rsna", "iot"))):
+        points = {c.get_label(): c.get_offsets() for c in ax.collections}
+        for (d, ratio, v, empty), mine in runs.items():
+            if d != dataset or ratio != plots.FIG8[dataset][0]:
+                continue
+            label = f"{plots.APPROACHES[v]}: {plots.LABELS[v]}" + (", skip" if d == "rsna" and empty == "skip" else "")
+            assert sorted(map(tuple, points[label])) == sorted((r[column], r["test_auc"]) for r in mine), label
+    assert {plots.APPROACHES[v] for v in plots.VARIANTS} == {"baseline", "input masking", "domain invariance",
+                                                              "saliency-based"}

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import memory
 import results
 import train
 from test_datasets import write_release
@@ -212,3 +213,94 @@ def test_non_finite_loss_records_diverged_and_exits_3(tmp_path):
     assert code == 3
     rows = results.read_rows(str(path), kind="final")
     assert len(rows) == 1 and rows[0]["status"] == "diverged"
+
+
+# ------------------------------------------------------------------ out of memory: exit 4, one line, a row, resumable
+
+CUDA_OOM = "CUDA out of memory. Tried to allocate 2.00 GiB"
+
+
+def test_out_of_memory_is_one_line_a_row_and_exit_4_and_the_resumed_run_ends_as_if_it_never_ran_out(
+        tmp_path, capsys, monkeypatch):
+    quick = ["--n-train", "32", "--n-eval", "16", "--epochs", "2", "--checkpoint-every", "0", "--no-probes"]
+    assert train.cli(["--results", str(tmp_path / "ref.csv"), "--out", str(tmp_path / "ref"), *quick]) == 0
+    argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume", *quick]
+    step, steps = train.train_step, []
+
+    def out_of_memory_in_epoch_2(*args):  # 32 images in batches of 16: epoch 2 starts at the third step
+        steps.append(1)
+        if len(steps) == 3:
+            raise torch.OutOfMemoryError(CUDA_OOM)
+        return step(*args)
+
+    monkeypatch.setattr(train, "train_step", out_of_memory_in_epoch_2)
+    capsys.readouterr()
+    assert train.cli(argv) == 4
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "out of memory (CUDA) in training: baseline, batch 16, 28x28 px, fp32; lower --batch-size (16), or pass "
+        "--amp bf16 (python bench.py --memory lists what each method needs)"]
+    rows = results.read_rows(str(tmp_path / "r.csv"))
+    assert [(r["kind"], r["epoch"], r["status"]) for r in rows] == [("epoch", "1", "ok"), ("final", "", "oom")]
+    assert rows[1]["method"] == "baseline" and rows[1]["test_auc"] == "" and rows[0]["run_id"] == rows[1]["run_id"]
+    # Resumed with the same flags (say, once the GPU is free), it goes on from epoch 1's checkpoint.
+    monkeypatch.setattr(train, "train_step", step)
+    assert train.cli(argv) == 0
+    rows = results.read_rows(str(tmp_path / "r.csv"))
+    assert [(r["kind"], r["epoch"], r["status"]) for r in rows] == [
+        ("epoch", "1", "ok"), ("final", "", "oom"), ("epoch", "2", "ok"), ("final", "2", "ok")]
+    assert len({r["run_id"] for r in rows}) == 1
+    assert final_rows(tmp_path / "r.csv", "ok") == final_rows(tmp_path / "ref.csv", "ok")
+
+
+def final_rows(path, status):
+    return [{k: v for k, v in r.items() if k not in VOLATILE}
+            for r in results.read_rows(str(path), kind="final", status=status)]
+
+
+def test_out_of_memory_while_scoring_saliency_names_what_scoring_uses(tmp_path, capsys, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(train.saliency, "score", out_of_memory)
+    assert train.cli(["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--n-train", "32",
+                      "--n-eval", "16", "--epochs", "1", "--no-probes", "--method", "rrr"]) == 4
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("out of memory (cpu) in saliency scoring: rrr, 64 images at a time, 28x28 px, fp32;"), err
+    assert [(r["kind"], r["status"]) for r in results.read_rows(str(tmp_path / "r.csv"))] == [
+        ("epoch", "ok"), ("final", "oom")]
+
+
+def raised_in(function_name):
+    """An out-of-memory error whose traceback passes through a function of that name."""
+    def raise_it():
+        raise torch.OutOfMemoryError(CUDA_OOM)
+    raise_it.__code__ = raise_it.__code__.replace(co_name=function_name)
+    try:
+        raise_it()
+    except torch.OutOfMemoryError as e:
+        return e
+
+
+@pytest.mark.parametrize("where,amp,fix", [
+    ("train_epoch", "fp32", "in training: rrr, batch 16, 128x128 px, fp32; lower --batch-size (16) or "
+                            "--image-size (128), or pass --amp bf16"),
+    ("evaluate", "bf16", "in evaluation: rrr, batch 16, 128x128 px, bf16; lower --batch-size (16) or "
+                         "--image-size (128) ("),
+    ("measure", "bf16", "in saliency scoring: rrr, 64 images at a time, 224x224 px, fp32; lower --score-size (224 px"),
+])
+def test_the_advice_names_what_uses_memory_where_it_ran_out(where, amp, fix):
+    """X-ray trains at 128 px and scores saliency at 224, 64 images at a time in fp32 whatever --amp says."""
+    args = train.resolve(train.parse_args(["--dataset", "xray", "--method", "rrr", "--device", "cpu", "--amp", amp]))
+    assert fix in memory.advice(raised_in(where), args)
+
+
+@pytest.mark.parametrize("error,out_of_memory", [
+    (torch.OutOfMemoryError(CUDA_OOM), True),
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1125899906842624 bytes"), True),
+    (RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"), True),
+    (MemoryError(), True),
+    (RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x3 and 5x5)"), False),
+    (ValueError("out of memory"), False),
+])
+def test_only_allocation_failures_count_as_out_of_memory(error, out_of_memory):
+    assert memory.is_out_of_memory(error) == out_of_memory

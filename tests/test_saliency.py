@@ -23,7 +23,8 @@ from models import ResNet18
 pytestmark = pytest.mark.xdist_group("saliency")
 
 NPZ_SHAPES = {"mean_map": (28, 28), "mean_input": (28, 28), "mean_mask": (28, 28),
-              "maps": (16, 28, 28), "inputs": (16, 28, 28), "masks": (16, 28, 28), "saliency": ()}
+              "maps": (16, 28, 28), "inputs": (16, 28, 28), "masks": (16, 28, 28), "saliency": (),
+              "sample_map": (28, 28), "sample_input": (28, 28), "sample_mask": (28, 28), "n_sample": ()}
 
 
 def images(b=4, size=6, seed=0, dtype=torch.float32):
@@ -362,7 +363,8 @@ def test_score_returns_the_results_columns_and_writes_the_npz(tmp_path, test_spl
     out = saliency.score(Linear(size=28), test_split, method, batch_size=48, out_dir=str(tmp_path),
                          architecture=linear28)
     assert set(out) == {"saliency", "iou", "iop", "iot", "iou_chance", "iou_untrained", "n_scored",
-                        "n_empty_masks", "saliency_seconds", "outside_mass", "pointing", "n_zero_maps"}
+                        "n_empty_masks", "saliency_seconds", "outside_mass", "pointing", "n_zero_maps",
+                        "score_size", "score_images"}
     assert set(out) <= set(results.COLUMNS)
     assert out["saliency"] == method and out["n_scored"] == 64 and out["n_empty_masks"] == 0
     assert all(0.0 <= out[k] <= 1.0 for k in ("iou", "iop", "iot", "iou_chance", "iou_untrained"))
@@ -375,6 +377,9 @@ def test_score_returns_the_results_columns_and_writes_the_npz(tmp_path, test_spl
         positives = test_split.y == 1
         np.testing.assert_array_equal(npz["masks"], test_split.mask[positives][:16, 0].numpy())
         np.testing.assert_allclose(npz["mean_mask"], test_split.mask[positives].mean((0, 1)).numpy(), atol=1e-6)
+        # the figures' map: all 128 test images (fewer than 500), both classes
+        assert int(npz["n_sample"]) == 128
+        np.testing.assert_allclose(npz["sample_mask"], test_split.mask.mean((0, 1)).numpy(), atol=1e-6)
     assert [p.name for p in tmp_path.iterdir()] == ["saliency.npz"]  # no temp file left behind
 
 
@@ -427,6 +432,107 @@ def test_a_cache_that_cannot_be_written_costs_time_not_the_scores(tmp_path, test
                                                   architecture=linear28)["iou_untrained"]
 
 
+# ------------------------------------------------------------------ which images, at what size
+
+def sited(n_per_cell=30, seed=0):
+    """A 28x28 split with a site per image (as xray's splits have), its four site x label cells interleaved
+    at random, every positive with a mask."""
+    base = datasets.load_synthetic(n_train=32)["test"]
+    g = torch.Generator().manual_seed(seed)
+    cell = torch.arange(4).repeat_interleave(n_per_cell)[torch.randperm(4 * n_per_cell, generator=g)]
+    y = cell % 2
+    x = torch.rand(len(y), 1, 28, 28, generator=g)
+    split = datasets.TensorSplit(x, y, base.mask[:1].expand(len(y), -1, -1, -1).clone())
+    split.site = cell // 2
+    return split
+
+
+def test_the_release_subset_is_the_first_25_of_each_site_and_label_cell_in_the_splits_order():
+    split = sited()
+    subset = saliency.release_subset(split)
+    cell = 2 * split.site + split.y
+    for c in range(4):
+        where = (cell == c).nonzero().flatten()                     # this cell's images, in split order
+        assert subset[where[:25]].all() and not subset[where[25:]].any()
+    out = saliency.score(Linear(size=28), split, "grad", batch_size=16, architecture=linear28,
+                         score_images="release", score_size=28)
+    assert out["n_scored"] == 50 and out["score_images"] == "release" and out["score_size"] == 28  # 2 cells x 25
+    # a positive of the subset without a mask is left out and counted, as with every positive
+    first = (cell == 1).nonzero().flatten()[0]
+    split.mask[first] = 0
+    out = saliency.score(Linear(size=28), split, "grad", architecture=linear28, score_images="release")
+    assert out["n_scored"] == 49 and out["n_empty_masks"] == 1
+
+
+def test_the_release_subset_needs_sites():
+    with pytest.raises(saliency.UsageError, match="--score-images release"):
+        saliency.release_subset(datasets.load_synthetic(n_train=32)["test"])
+
+
+def test_xray_scores_at_224_whatever_the_training_size_and_synthetic_at_its_28():
+    xray = lambda **kw: argparse.Namespace(dataset="xray", image_size=128, **kw)
+    assert saliency.score_size(xray()) == 224                       # the release's scoring size
+    assert saliency.score_size(xray(score_size="train")) == 128
+    assert saliency.score_size(xray(score_size=160)) == 160
+    synthetic = lambda **kw: argparse.Namespace(dataset="synthetic", image_size=224, **kw)
+    assert saliency.score_size(synthetic()) == saliency.score_size(synthetic(score_size="train")) == 28
+    with pytest.raises(saliency.UsageError, match="--score-size"):
+        saliency.score_size(synthetic(score_size=224))
+    with pytest.raises(saliency.UsageError, match="--score-images release"):
+        saliency.check_scoring(synthetic(score_images="release"))
+
+
+def test_train_refuses_a_scoring_the_dataset_cannot_have_before_training(capsys):
+    for argv, flag in ((["--score-images", "release"], "--score-images"), (["--score-size", "0"], "--score-size")):
+        with pytest.raises(SystemExit) as e:
+            train.parse_args(argv)
+        assert e.value.code == 2 and flag in capsys.readouterr().err.splitlines()[-1]
+    assert train.parse_args(["--dataset", "xray", "--score-images", "release"]).score_images == "release"
+
+
+def test_the_scoring_split_is_the_same_cohorts_test_split_loaded_at_the_scoring_size_once(monkeypatch):
+    loads = []
+    monkeypatch.setattr(datasets, "load", lambda a: loads.append(vars(a)) or {"test": f"test at {a.image_size}"})
+    config = argparse.Namespace(dataset="rsna", image_size=128, ratio=0.9, data_seed=3, seed=3, method="rrr")
+    assert saliency.scoring_split(config, "the training split", 128) == "the training split"   # nothing loaded
+    assert saliency.scoring_split(config, "the training split", 224) == "test at 224"
+    assert saliency.scoring_split(config, "the training split", 224) == "test at 224"          # loaded once
+    assert loads == [dict(vars(config), image_size=224)]                                       # only the size moves
+    assert config.image_size == 128
+
+
+def test_a_model_trained_at_128_runs_at_224():
+    """What scoring at 224 relies on: the ResNet ends in adaptive pooling, so any input size gives two logits."""
+    net = ResNet18().eval()
+    with torch.no_grad():
+        assert net(torch.zeros(1, 1, 128, 128)).shape == net(torch.zeros(1, 1, 224, 224)).shape == (1, 2)
+
+
+def test_the_figure_sample_is_a_fixed_random_500_test_images():
+    a, b = saliency.figure_sample(2000), saliency.figure_sample(2000)
+    assert a.sum() == 500 and torch.equal(a, b) and not a[:500].all()
+    assert saliency.figure_sample(300).all()
+
+
+def test_the_figures_map_is_the_mean_top_half_map_of_the_sample_whether_scored_or_not(tmp_path, monkeypatch):
+    """Positives and negatives of the sample alike: the map of each is |saliency| smoothed and kept above its
+    median, averaged; the scored images' own scores are unchanged by the sample."""
+    monkeypatch.setattr(saliency, "FIGURE_IMAGES", 40)
+    split = sited(n_per_cell=20)
+    torch.manual_seed(0)
+    net = Linear(size=28)
+    out = saliency.score(net, split, "grad", batch_size=16, out_dir=str(tmp_path), architecture=linear28)
+    sample = saliency.figure_sample(len(split))
+    assert 0 < int((split.y[sample] == 0).sum()) < 40                # both classes
+    expected = saliency._top_half(saliency.input_gradients(net, split.x[sample])).mean(0)
+    with np.load(tmp_path / "saliency.npz") as npz:
+        assert int(npz["n_sample"]) == 40
+        np.testing.assert_allclose(npz["sample_map"], expected.numpy(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(npz["sample_input"], split.x[sample].mean((0, 1)).numpy(), atol=1e-6)
+    assert out == dict(saliency.score(net, split, "grad", batch_size=16, architecture=linear28),
+                       saliency_seconds=out["saliency_seconds"])
+
+
 # ------------------------------------------------------------------ the CLI
 
 @pytest.fixture(scope="module")
@@ -462,6 +568,26 @@ def test_cli_appends_one_saliency_row_to_the_runs_csv(trained_run, capsys):
     assert row["box_effect"] == final["box_effect"] and row["iou"] == final["iou"]  # the same model
     assert f"iou {float(row['iou']):.3f}" in capsys.readouterr().out
     assert (run / "saliency.npz").exists()
+
+
+def test_cli_records_the_scoring_and_keeps_the_release_subsets_maps_apart(trained_run, monkeypatch):
+    """An X-ray run's config with sites: --score-images release adds a row saying so, and its maps go to their
+    own folder, so the run's saliency.npz (every positive) is left as it was."""
+    run, path = trained_run
+    test = datasets.load_synthetic(n_train=32, n_eval=32)["test"]
+    test.site = torch.arange(len(test)) % 2
+    load = datasets.load
+    monkeypatch.setattr(datasets, "load", lambda config: dict(load(config), test=test))
+    before = (run / "saliency.npz").read_bytes() if (run / "saliency.npz").exists() else None
+    monkeypatch.setattr(saliency, "check_scoring", lambda config: None)  # a synthetic run standing in for X-ray
+    assert saliency.cli(["--run", str(run), "--score-images", "release"]) == 0
+    row = read(path)[-1]
+    assert row["score_images"] == "release" and row["score_size"] == "28"
+    assert int(row["n_scored"]) == int(((test.y == 1) & saliency.release_subset(test)).sum())
+    assert (run / "saliency-grad-release" / "saliency.npz").exists()
+    assert (run / "saliency.npz").read_bytes() == before if before else not (run / "saliency.npz").exists()
+    final = next(r for r in read(path) if r["kind"] == "final")
+    assert final["score_images"] == "all" and final["score_size"] == "28"
 
 
 def test_cli_all_appends_one_row_per_method_and_one_npz_each(trained_run, monkeypatch):
@@ -544,11 +670,14 @@ BAD = [
     (lambda run, path: ["--run", str(run), "--saliency", "all", "--ig-steps", "0"], "--ig-steps"),
     (lambda run, path: ["--run", str(run.parent / "no-seed"), "--cascade"], "--run"),
     (lambda run, path: ["--run", str(run), "--untrained-cache", str(path / "cache")], "--untrained-cache"),  # a file
+    (lambda run, path: ["--run", str(run), "--score-images", "release"], "--score-images"),  # no sites
+    (lambda run, path: ["--run", str(run), "--score-size", "224"], "--score-size"),  # synthetic is 28 px
 ]
 
 
 @pytest.mark.parametrize("argv,flag", BAD, ids=["missing-run", "corrupt-best.pt", "foreign-results", "no-ig-steps",
-                                                "no-seed", "cache-under-a-file"])
+                                                "no-seed", "cache-under-a-file", "release-on-synthetic",
+                                                "synthetic-at-224"])
 def test_bad_input_exits_2_with_one_line_and_appends_nothing(trained_run, capsys, argv, flag):
     run, path = trained_run
     copy_run(run, run.parent / "no-seed", seed=None)

@@ -59,6 +59,9 @@ def test_seeds_phase_trains_the_best_trial_on_new_seeds(searched):
     best = max((r for r in finals if r["sweep_id"].startswith("search-")), key=lambda r: float(r["valid_auc"]))
     runs = [r for r in finals if r["sweep_id"] == "seeds-synthetic-r1.0-actdiff"]
     assert sorted(r["seed"] for r in runs) == ["1", "2"]                  # distinct from the search seed 0
+    # the release's configs: search trials with patience 20, final models with train.py's 100
+    assert {r["patience"] for r in finals if r["sweep_id"].startswith("search-")} == {"20"}
+    assert {r["patience"] for r in runs} == {"100"}
     assert all((r["lr"], r["lam"], r["mask_blur"]) == (best["lr"], best["lam"], best["mask_blur"]) for r in runs)
     n = len(finals)
     assert sweep.main(["--phase", "seeds", "--dataset", "synthetic", "--method", "actdiff", "--results",
@@ -84,6 +87,28 @@ def test_submitit_local_launcher_runs_a_trial(tmp_path):
     assert sweep.main(["--phase", "seeds", "--dataset", "synthetic", "--method", "baseline", "--results", str(csv),
                        "--seeds", "1", "--launcher", "submitit-local", *TINY]) == 0
     assert [r["status"] for r in results.read_rows(str(csv), kind="final")] == ["ok"]
+
+
+def test_a_patience_passed_to_the_sweep_wins_in_both_phases():
+    opts = sweep.parse_args(["--phase", "search", "--results", "r.csv", "--patience", "7"])
+    setting = sweep.Setting("synthetic", 1.0, "actdiff")
+    for trial in (1, None):
+        argv = sweep.Trial(setting, "s", 0, {}, "out", trial=trial).argv(opts)
+        assert train_args(argv).patience == 7
+
+
+def test_empty_masks_make_two_rsna_settings_and_change_nothing_elsewhere():
+    opts = sweep.parse_args(["--phase", "seeds", "--datasets", "rsna", "xray", "--methods", "actdiff",
+                             "--empty-masks", "penalize", "skip"])
+    names = [s.name for s in sweep.settings(opts)]
+    assert names == ["rsna-r0.9-actdiff-penalize", "rsna-r0.9-actdiff-skip", "xray-r0.9-actdiff"]
+    argv = [sweep.Trial(s, "x", 1, {}, "out").argv(opts) for s in sweep.settings(opts)]
+    given = [a[a.index("--empty-mask") + 1] if "--empty-mask" in a else None for a in argv]
+    assert given == ["penalize", "skip", None]  # xray: train.py's default
+
+
+def train_args(argv):
+    return sweep.train.parse_args(argv[2:])
 
 
 def test_dry_run_prints_without_running(tmp_path, capsys):
@@ -138,7 +163,8 @@ def fake_valid_auc(params):
 
 class FakeLauncher:
     """Launcher's interface. Trials end in the order they started (exit code from `codes`, default 0); an ending
-    trial with code 0 gets a final row. `busy` is how many trials were running at each wait."""
+    trial with code 0 gets a final row, one with code 4 (out of memory) a final row with status=oom, as train.py
+    writes them. `busy` is how many trials were running at each wait."""
 
     def __init__(self, opts, codes=None, events=None):
         self.opts, self.codes, self.events = opts, codes or {}, [] if events is None else events
@@ -153,12 +179,13 @@ class FakeLauncher:
         self.busy.append(len(self.running))
         trial = self.running.pop(0)
         code = self.codes.get(trial.label(), 0)
-        if code == 0:
+        if code in (0, 4):
             s = trial.setting
+            scores = dict(valid_auc=fake_valid_auc(trial.params), test_auc=0.5) if code == 0 else {}
             results.append_row(self.opts.results, dict(
-                kind="final", status="ok", sweep_id=trial.sweep_id, trial=trial.trial, seed=trial.seed,
-                dataset=s.dataset, ratio=s.ratio, method=s.method, mask_fill=s.mask_fill, run_dir=trial.out,
-                valid_auc=fake_valid_auc(trial.params), test_auc=0.5, **trial.params))
+                kind="final", status="ok" if code == 0 else "oom", sweep_id=trial.sweep_id, trial=trial.trial,
+                seed=trial.seed, dataset=s.dataset, ratio=s.ratio, method=s.method, mask_fill=s.mask_fill,
+                run_dir=trial.out, **scores, **trial.params))
         return trial, code
 
 
@@ -239,6 +266,63 @@ def test_exit_2_is_a_lost_race_for_the_directory_or_a_refusal(tmp_path, fake, mo
     else:
         assert err.strip().splitlines() == [f"error: {loser} was refused by train.py: error: --lr -1.0 is invalid; "
                                             f"pass a positive learning rate"]
+
+
+def test_a_seed_out_of_memory_ends_its_setting_here_and_a_restart_counts_it_as_finished(tmp_path, fake, capsys):
+    """rrr runs out of memory on seed 1: its seed 2 would need as much, so it is not started; masked goes on. A
+    restarted sweep does not retry seed 1 (it would run out again) and runs seed 2."""
+    fake.codes["seeds-synthetic-r1.0-rrr seed 1"] = 4
+    csv = tmp_path / "r.csv"
+    assert seeds(csv, "--methods", "rrr", "masked", "--seeds", "2") == 0
+    assert fake.launcher.started == ["seeds-synthetic-r1.0-rrr seed 1", "seeds-synthetic-r1.0-masked seed 1",
+                                     "seeds-synthetic-r1.0-masked seed 2"]
+    out = capsys.readouterr().out.splitlines()
+    assert "synthetic-r1.0-rrr: out of memory; its other trials are not started (each needs as much)" in out
+    assert out[-1].startswith("sweep: 3 trials ended: 2 ok, 1 oom; oom = out of memory")
+    assert seeds(csv, "--methods", "rrr", "masked", "--seeds", "2") == 0
+    assert fake.launcher.started == ["seeds-synthetic-r1.0-rrr seed 2"]
+    assert [(r["method"], r["seed"], r["status"]) for r in results.read_rows(str(csv), kind="final")] == [
+        ("rrr", "1", "oom"), ("masked", "1", "ok"), ("masked", "2", "ok"), ("rrr", "2", "ok")]
+
+
+def test_a_search_trial_out_of_memory_counts_against_the_budget_and_is_not_resumed(tmp_path, fake):
+    fake.codes["search-synthetic-r1.0-baseline-s0 trial 1"] = 4
+    argv = ["--phase", "search", "--method", "baseline", "--results", str(tmp_path / "r.csv"), "--budget", "3",
+            "--n-init", "2"]
+    assert sweep.main(argv) == 0
+    assert fake.launcher.started == ["search-synthetic-r1.0-baseline-s0 trial 1"]
+    assert sweep.main(argv) == 0
+    assert fake.launcher.started == ["search-synthetic-r1.0-baseline-s0 trial 2",
+                                     "search-synthetic-r1.0-baseline-s0 trial 3"]
+
+
+FAKE_OOM = """
+import torch
+import losses
+
+
+def out_of_memory(*args):
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+losses.METHODS["rrr"] = out_of_memory
+"""
+
+
+def test_train_py_out_of_memory_through_the_local_launcher_is_recorded_as_oom(tmp_path, monkeypatch, capsys):
+    """A real train.py process whose rrr training step raises CUDA's out-of-memory error (a sitecustomize
+    module on PYTHONPATH swaps the method in before train.py starts): exit 4 and an oom row, which the sweep
+    reports with train.py's advice and counts."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(FAKE_OOM)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "site"), sweep.REPO]))
+    csv = tmp_path / "r.csv"
+    assert sweep.main(["--phase", "seeds", "--methods", "rrr", "--results", str(csv), "--seeds", "1", *TINY]) == 0
+    out, err = capsys.readouterr()
+    assert [(r["method"], r["status"]) for r in results.read_rows(str(csv), kind="final")] == [("rrr", "oom")]
+    assert "seeds-synthetic-r1.0-rrr seed 1: out of memory (CUDA) in training: rrr, batch 16, 28x28 px, fp32; " \
+           "lower --batch-size (16), or pass --amp bf16" in err
+    assert "sweep: 1 trial ended: 1 oom" in out
 
 
 def test_each_xray_cache_is_built_once_before_the_trials_that_read_it(tmp_path, fake, monkeypatch):

@@ -3,11 +3,14 @@
 The cohort tests read the real metadata CSVs torchxrayvision ships (no image
 needed). The loader tests write a temporary tree of 64-pixel images under real
 file names (8-bit PNG for NIH, 16-bit PNG for PadChest, JPEG and DICOM for
-RSNA) and point small subset CSVs at them.
+RSNA) and point small subset CSVs at them. The stand-in tests write files with
+`datasets.py --stand-in` and read them back through the same loader.
 """
 import argparse
 import ast
+import contextlib
 import csv
+import io
 import itertools
 import os
 import re
@@ -24,11 +27,16 @@ from PIL import Image
 import datasets
 import results
 import saliency
+import standins
 import train
 import xray
+from diagnostics import auc
 
-SHIPPED_SIZES = {("xray", 0.9): (4998, 552, 2774, 2780), ("xray", 0.5): (5000, 552, 2776, 2776),
-                 ("rsna", 0.9): (2426, 268, 1346, 1352), ("rsna", 0.5): (2428, 268, 1348, 1348)}
+# train, valid_id, valid, test by default (no valid_id: the paper's training sizes), and with --valid-id-fraction 0.1
+SHIPPED_SIZES = {("xray", 0.9): (5550, 0, 2774, 2780), ("xray", 0.5): (5552, 0, 2776, 2776),
+                 ("rsna", 0.9): (2694, 0, 1346, 1352), ("rsna", 0.5): (2696, 0, 1348, 1348)}
+SHIPPED_SIZES_WITH_VALID_ID = {("xray", 0.9): (4998, 552, 2774, 2780), ("xray", 0.5): (5000, 552, 2776, 2776),
+                               ("rsna", 0.9): (2426, 268, 1346, 1352), ("rsna", 0.5): (2428, 268, 1348, 1348)}
 
 
 def data_args(*argv):
@@ -81,11 +89,12 @@ def paper_rule(pool, ratio, seed):
 # ------------------------------------------------------------------ cohorts from the shipped metadata
 
 @pytest.mark.parametrize("dataset,ratio", list(SHIPPED_SIZES))
-def test_shipped_cohort_sizes_balance_and_reversal(pools, dataset, ratio):
-    cohort = xray.draw_cohort(dataset, pools[dataset], ratio, seed=0)
+@pytest.mark.parametrize("fraction,sizes", [(0.0, SHIPPED_SIZES), (0.1, SHIPPED_SIZES_WITH_VALID_ID)])
+def test_shipped_cohort_sizes_balance_and_reversal(pools, dataset, ratio, fraction, sizes):
+    cohort = xray.draw_cohort(dataset, pools[dataset], ratio, seed=0, valid_id_fraction=fraction)
     assert cohort.n == {"xray": 2776, "rsna": 1348}[dataset]
-    assert tuple(len(cohort.splits[s]) for s in xray.SPLITS) == SHIPPED_SIZES[(dataset, ratio)]
-    for name in xray.SPLITS:
+    assert tuple(len(cohort.splits[s]) for s in xray.SPLITS) == sizes[(dataset, ratio)]
+    for name in [s for s in xray.SPLITS if len(cohort.splits[s])]:
         neg0, pos0, neg1, pos1 = cells_of(cohort, name)
         assert neg0 + neg1 == pos0 + pos1 and neg0 + pos0 == neg1 + pos1   # classes and sites balanced
         in_distribution = name in ("train", "valid_id")
@@ -104,9 +113,33 @@ def test_every_drawn_image_is_in_exactly_one_split(pools, patient_split):
     assert not cohort.table["file"].duplicated().any()
 
 
+def test_by_default_training_has_the_papers_sizes_and_there_is_no_valid_id(pools):
+    """The release held nothing out of training. Its quotas (floats there, exact here) give the paper's N = 2696 /
+    1348 / 1348 at ratio 0.5 and 2694 / 1346 / 1352 at 0.9: the paper's VPC sizes are those of No VPC."""
+    for dataset, ratio in SHIPPED_SIZES:
+        cohort = xray.draw_cohort(dataset, pools[dataset], ratio, seed=0)
+        assert len(cohort.splits["valid_id"]) == 0
+        assert cells_of(cohort, "train").tolist() == xray.split_quotas(cohort.n, ratio)["train"].tolist()
+        n, r, half = cohort.n, ratio, (0.5, 0.25, 0.25)   # the release: int(n * ratio * split share * 2)
+        release = [2 * (int(n * r * half[0] * 2) + int(n * (1 - r) * half[0] * 2)),
+                   2 * (int(n * (1 - r) * half[1] * 2) + int(n * r * half[1] * 2))]
+        assert [len(cohort.splits["train"]), len(cohort.splits["valid"])] == release
+
+
+def test_the_release_float_quotas_are_one_short_only_where_n_tenths_is_whole():
+    """split_quotas is exact; the release's int(n * 0.1) of a float falls one short at n = 10, 20, ... only.
+    The paper's SPC sizes 5542 / 2770 are those of n = 2772 (our NIH metadata has 2776 cardiomegaly images)."""
+    for n in range(1, 3000):
+        q = xray.split_quotas(n, 0.9)
+        release = (int(n * 0.9 * 0.5 * 2), int(n * (1 - 0.9) * 0.5 * 2))
+        assert ((q["train"][0], q["train"][1]) != release) == (n % 10 == 0)
+    q = xray.split_quotas(2772, 0.9)
+    assert (q["train"].sum(), q["valid"].sum()) == (5542, 2770)
+
+
 @pytest.mark.parametrize("dataset,ratio", list(SHIPPED_SIZES))
 def test_valid_id_is_a_tenth_of_each_training_cell_so_it_follows_the_training_correlation(pools, dataset, ratio):
-    cohort = xray.draw_cohort(dataset, pools[dataset], ratio, seed=0)
+    cohort = xray.draw_cohort(dataset, pools[dataset], ratio, seed=0, valid_id_fraction=0.1)
     train, valid_id = cells_of(cohort, "train"), cells_of(cohort, "valid_id")
     assert valid_id.tolist() == ((train + valid_id) // 10).tolist()
     assert np.abs(valid_id / valid_id.sum() - train / train.sum()).max() < 0.01  # same share per cell
@@ -116,7 +149,7 @@ def test_valid_id_is_a_tenth_of_each_training_cell_so_it_follows_the_training_co
 @pytest.mark.parametrize("seed", [0, 3])
 def test_valid_id_is_carved_from_the_papers_training_images_and_leaves_valid_and_test_as_they_were(
         pools, dataset, ratio, seed):
-    cohort = xray.draw_cohort(dataset, pools[dataset], ratio, seed)
+    cohort = xray.draw_cohort(dataset, pools[dataset], ratio, seed, valid_id_fraction=0.1)
     paper = paper_rule(pools[dataset], ratio, seed)
     assert files_of(cohort, "valid") == paper["valid"] and files_of(cohort, "test") == paper["test"]
     assert files_of(cohort, "train") | files_of(cohort, "valid_id") == paper["train"]
@@ -129,12 +162,14 @@ def test_an_unset_data_seed_draws_the_seed_0_cohort_every_time(pools):
     assert all(np.array_equal(unset.splits[s], seed0.splits[s]) for s in xray.SPLITS)
 
 
-def test_quotas_are_exact_where_floats_round_down():
+@pytest.mark.parametrize("fraction", [0.0, 0.1])
+def test_quotas_are_exact_where_floats_round_down(fraction):
     for n in range(1, 3000):
-        q = xray.split_quotas(n, 0.9)
+        q = xray.split_quotas(n, 0.9, fraction)
         papers_train = np.array([9 * n // 10, n // 10, n // 10, 9 * n // 10])
-        assert q["valid_id"].tolist() == (papers_train // 10).tolist()
-        assert q["train"].tolist() == (papers_train - papers_train // 10).tolist()
+        valid_id = papers_train // 10 if fraction else np.zeros(4, int)
+        assert q["valid_id"].tolist() == valid_id.tolist()
+        assert q["train"].tolist() == (papers_train - valid_id).tolist()
         assert q["valid"].tolist() == [n // 20, 9 * n // 20, 9 * n // 20, n // 20]
         assert sum(q.values()).tolist() == [n] * 4
     assert int(10 * (1 - 0.9)) == 0 and xray.split_quotas(10, 0.9)["train"][1] == 1  # the float hazard
@@ -142,8 +177,8 @@ def test_quotas_are_exact_where_floats_round_down():
 
 @pytest.mark.parametrize("ratio", [0.9, 0.5])
 def test_patient_split_leaves_no_patient_in_two_of_the_four_splits(pools, ratio):
-    by_image = xray.draw_cohort("xray", pools["xray"], ratio, seed=0)
-    by_patient = xray.draw_cohort("xray", pools["xray"], ratio, seed=0, patient_split=True)
+    by_image = xray.draw_cohort("xray", pools["xray"], ratio, seed=0, valid_id_fraction=0.1)
+    by_patient = xray.draw_cohort("xray", pools["xray"], ratio, seed=0, patient_split=True, valid_id_fraction=0.1)
     patients = {s: set(by_patient.table["patient"].to_numpy()[by_patient.splits[s]]) for s in xray.SPLITS}
     for a, b in itertools.combinations(xray.SPLITS, 2):
         assert not patients[a] & patients[b], (a, b)
@@ -165,15 +200,45 @@ def test_selection_rules_on_the_shipped_metadata(pools):
     assert all((b is None) == (y == 0) for b, y in zip(rsna["boxes"], rsna["y"]))  # boxes exactly on positives
 
 
+def summary_rows(out):
+    """The summary's table: split -> its four cells and the total, as printed."""
+    return {line.split()[0]: line.split()[1:6] for line in out.splitlines() if line.split()[:1] in
+            [[s] for s in xray.SPLITS]}
+
+
+def test_n_bad_images_counts_the_excluded_images_the_draw_passed_over(pools):
+    """What --skip-bad-images cost a cohort, as the run's rows record it: an excluded image counts when the
+    draw would have taken it (ranked within its cell's drawn images, or anywhere in a cell used whole),
+    not when the draw never reached it, as with another seed's unreadable file in the shared list."""
+    pool = pools["xray"]
+    cohort = xray.draw_cohort("xray", pool, 0.9, seed=0)
+    cell, files = (2 * pool["site"] + pool["y"]).to_numpy(), pool["file"].to_numpy()
+    train = cohort.splits["train"]
+    drawn = cohort.table["file"].to_numpy()[train[cohort.cells()[train] == 2]][0]  # among its cell's first ranks
+    beyond = next(f for f in files[cell == 2] if f not in set(cohort.table["file"]))
+    whole = files[cell == 1][0]                                            # NIH cardiomegaly: used whole
+    assert cohort.n_bad_images == 0
+    for exclude, expected in [({drawn}, 1), ({beyond}, 0), ({whole}, 1), ({drawn, beyond, whole}, 2)]:
+        again = xray.draw_cohort("xray", pool, 0.9, seed=0, exclude=exclude)
+        assert again.n_bad_images == expected and not exclude & set(again.table["file"])
+
+
 def test_summary_cli_needs_no_image_and_shows_valid_id_per_cell(capsys):
-    assert datasets.cli(["--dataset", "rsna", "--summary"]) == 0
+    assert datasets.cli(["--dataset", "rsna", "--summary", "--valid-id-fraction", "0.1"]) == 0
     out = capsys.readouterr().out
     assert "n = 1348 per cell" in out and "patients in more than one split: 0" in out
-    rows = {line.split()[0]: line.split()[1:6] for line in out.splitlines() if line.split()[:1] in
-            [[s] for s in xray.SPLITS]}
+    rows = summary_rows(out)
     assert list(rows) == list(xray.SPLITS)
     assert rows["valid_id"] == ["121", "13", "13", "121", "268"]   # a tenth of the paper's 1213/134 training cells
     assert [r[4] for r in rows.values()] == ["2426", "268", "1346", "1352"]
+
+
+@pytest.mark.parametrize("dataset,ratio,train", [("xray", "0.9", "5550"), ("rsna", "0.5", "2696")])
+def test_summary_by_default_trains_on_the_papers_sizes(capsys, dataset, ratio, train):
+    assert datasets.cli(["--dataset", dataset, "--ratio", ratio, "--summary"]) == 0
+    out = capsys.readouterr().out
+    rows = summary_rows(out)
+    assert rows["train"][4] == train and rows["valid_id"][4] == "0" and "no valid_id" in out
 
 
 # ------------------------------------------------------------------ what to download (--plan)
@@ -240,8 +305,9 @@ def tree(tmp_path_factory):
     PadChest: 14 cardiomegaly + 14 normal PA (64x80, 16-bit, in ImageDir folders),
     plus an 'abnormal foreign body' PA and a lateral 'normal', which must not be drawn.
     RSNA: 12 images per view x label, as JPEG and as DICOM.
-    At n = 12 per cell and ratio 0.9 every split holds both classes (valid_id is
-    [1, 0, 0, 1]; below n = 12 it is empty), and PadChest's spares replace a bad file.
+    At n = 12 per cell and ratio 0.9 every split holds both classes (valid_id is empty
+    by default; with --valid-id-fraction 0.1 it is [1, 0, 0, 1]), and PadChest's spares
+    replace a bad file.
     """
     root = tmp_path_factory.mktemp("xray")
     rng = np.random.default_rng(0)
@@ -292,9 +358,9 @@ def tree_argv(tree, dataset, ext="jpg"):
 
 
 def everything(split):
-    """All of a split's batches, in order, concatenated: x, y, mask."""
-    xs, ys, ms = zip(*split.batches(8))
-    return torch.cat(xs), torch.cat(ys), torch.cat(ms)
+    """All of a split's batches, in order, concatenated: x, y, mask (None for an empty split)."""
+    batches = list(split.batches(8))
+    return tuple(torch.cat(t) for t in zip(*batches)) if batches else None
 
 
 def expected_box_mask(boxes, size):
@@ -317,20 +383,22 @@ def test_loader_reads_real_formats_with_labels_and_masks(tree, dataset, ext):
         assert len(drawn) == 24 and not drawn["Labels"].str.contains("abnormal").any()
         assert drawn["ViewPosition_DICOM"].eq("POSTEROANTERIOR").all()
     assert list(splits) == list(xray.SPLITS)
-    for name, split in splits.items():
+    size = xray.IMAGE_SIZE[dataset]  # the release's: 128 on xray, 224 on rsna
+    assert len(splits["valid_id"]) == 0 and everything(splits["valid_id"]) is None  # none by default
+    for name, split in [(name, split) for name, split in splits.items() if name != "valid_id"]:
         x, y, mask = everything(split)
-        assert x.shape == mask.shape == (len(split), 1, 224, 224) and x.dtype == mask.dtype == torch.float32
+        assert x.shape == mask.shape == (len(split), 1, size, size) and x.dtype == mask.dtype == torch.float32
         assert x.abs().max() <= 1024 and x.std() > 10
         assert torch.equal(y, split.y) and y.tolist() == cohort.table["y"].to_numpy()[cohort.splits[name]].tolist()
         assert set(mask.unique().tolist()) <= {0.0, 1.0}
         if dataset == "xray":  # the fixed ellipse on every image
-            assert torch.equal(mask[:, 0], torch.from_numpy(xray.ellipse_mask(224)).float().expand(len(y), -1, -1))
+            assert torch.equal(mask[:, 0], torch.from_numpy(xray.ellipse_mask(size)).float().expand(len(y), -1, -1))
             continue
         for m, label, row in zip(mask[:, 0], y, cohort.splits[name]):
             if label == 0:
                 assert m.sum() == 0                          # no annotation: never masked, never penalised
             else:
-                assert np.array_equal(m.numpy() > 0, expected_box_mask(cohort.table["boxes"][row], 224))
+                assert np.array_equal(m.numpy() > 0, expected_box_mask(cohort.table["boxes"][row], size))
 
 
 def test_preprocessing_is_torchxrayvisions(tree):
@@ -362,13 +430,14 @@ def test_cache_gives_the_same_tensors_and_is_reused(tree, tmp_path):
     pixels = np.load(tmp_path / "cache" / files[1], mmap_mode="r")
     assert files[1].startswith("rsna-224px-48-") and files[0] == files[1][:-4] + "-shapes.npy"
     assert pixels.dtype == np.float16 and pixels.shape == (48, 224, 224)  # one file for all four splits
-    for name in xray.SPLITS:
+    assert everything(plain["valid_id"]) is everything(cached["valid_id"]) is None  # no valid_id by default
+    for name in ("train", "valid", "test"):
         (x0, y0, m0), (x1, y1, m1) = everything(plain[name]), everything(cached[name])
         assert torch.allclose(x0, x1, rtol=2 ** -10, atol=2 ** -14) and torch.equal(y0, y1) and torch.equal(m0, m1)
     shutil.rmtree(images)  # a second run reads the cache only
     again = datasets.load(data_args(*argv, "--cache", str(tmp_path / "cache")))
     assert sorted(os.listdir(tmp_path / "cache")) == files
-    for name in xray.SPLITS:
+    for name in ("train", "valid", "test"):
         assert all(torch.equal(a, b) for a, b in zip(everything(cached[name]), everything(again[name])))
     g = torch.Generator().manual_seed(0)  # shuffled batches still pair each image with its label and mask
     x, y, m = next(cached["train"].batches(4, g))
@@ -416,8 +485,9 @@ def test_skip_bad_images_replaces_unreadable_files_and_says_so(tree, tmp_path, c
     assert victim in capsys.readouterr().err
     assert [len(s) for s in splits.values()] == [len(cohort.splits[s]) for s in xray.SPLITS]  # replaced
     assert (tmp_path / "cache" / "unreadable-xray.txt").read_text() == f"{victim}\n"
-    assert victim not in xray.xray_cohort(data_args(*argv, "--cache", str(tmp_path / "cache"),
-                                                        "--skip-bad-images"))[2].table["file"].tolist()
+    recalled = xray.xray_cohort(data_args(*argv, "--cache", str(tmp_path / "cache"), "--skip-bad-images"))[2]
+    assert victim not in recalled.table["file"].tolist()
+    assert {s.n_bad_images for s in splits.values()} == {1} and recalled.n_bad_images == 1  # the run's row says so
 
 
 def test_the_plans_cache_command_run_as_printed_builds_the_cache(tree, tmp_path, capsys):
@@ -452,7 +522,8 @@ def test_batches_are_pinned_only_when_asked(tree, tmp_path, monkeypatch):
 def test_one_epoch_on_rsna_writes_a_final_row(tree, tmp_path):
     out, path = tmp_path / "run", tmp_path / "results.csv"
     code = train.cli([*tree_argv(tree, "rsna"), "--image-size", "32", "--epochs", "1", "--batch-size", "4",
-                      "--results", str(path), "--out", str(out), "--method", "gradmask"])
+                      "--results", str(path), "--out", str(out), "--method", "gradmask",
+                      "--score-size", "train"])  # saliency at 32 px too: the release's 224 costs a minute here
     assert code == 0
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -460,6 +531,9 @@ def test_one_epoch_on_rsna_writes_a_final_row(tree, tmp_path):
     assert len(final) == 1 and final[0]["status"] == "ok" and final[0]["dataset"] == "rsna"
     assert float(final[0]["ratio"]) == 0.9 and 0 <= float(final[0]["test_auc"]) <= 1
     assert (out / "best.pt").exists()
+    # The release's RSNA protocol by default; no valid_id, so its columns are blank, not an error.
+    assert final[0]["empty_mask"] == "penalize" and float(final[0]["valid_id_fraction"]) == 0
+    assert all(r["valid_id_loss"] == r["valid_id_auc"] == "" and r["n_bad_images"] == "0" for r in rows)
 
 
 def _missing_file_tree(tree, tmp_path):
@@ -496,3 +570,120 @@ def test_xray_imports_no_module_of_ours_that_imports_it():
     imported = {a.name for node in ast.walk(syntax) if isinstance(node, ast.Import) for a in node.names}
     imported |= {node.module for node in ast.walk(syntax) if isinstance(node, ast.ImportFrom)}
     assert not imported & {"datasets", "train", "sweep", "saliency", "plots", "bench", "results"}
+
+
+# ------------------------------------------------------------------ the release's defaults, per dataset
+
+@pytest.mark.parametrize("dataset,size,fraction,empty", [("xray", 128, 0.0, "skip"), ("rsna", 224, 0.0, "penalize"),
+                                                         ("synthetic", None, None, "skip")])
+def test_train_fills_the_releases_defaults_per_dataset_and_a_flag_given_wins(dataset, size, fraction, empty):
+    args = train.resolve(train.parse_args(["--dataset", dataset]))
+    assert (args.image_size, args.valid_id_fraction, args.empty_mask) == (size, fraction, empty)
+    given = train.resolve(train.parse_args(["--dataset", dataset, "--image-size", "64", "--empty-mask", "skip"]))
+    assert (given.image_size, given.empty_mask) == (64, "skip")
+
+
+def test_help_states_the_per_dataset_defaults(capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default: 128 on xray, 224 on rsna" in text and "Default: penalize on rsna" in text
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["--dataset", "synthetic", "--valid-id-fraction", "0.1"], "xray and rsna only"),
+    (["--dataset", "rsna", "--valid-id-fraction", "1"], "outside [0, 1)"),
+])
+def test_a_valid_id_fraction_that_cannot_apply_is_a_one_line_error(capsys, argv, expect):
+    assert datasets.cli([*argv, "--summary"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--valid-id-fraction" in err and expect in err
+
+
+# ------------------------------------------------------------------ stand-ins: the real formats, not X-rays
+
+STAND_INS = [("xray", "jpg"), ("rsna", "jpg"), ("rsna", "dcm")]
+
+
+@pytest.fixture(scope="module")
+def stand_ins(tmp_path_factory):
+    """(dataset, ext) -> the data flags `datasets.py --stand-in` printed, for 20 images per cell."""
+    flags = {}
+    for dataset, ext in STAND_INS:
+        root = tmp_path_factory.mktemp(f"stand-ins-{dataset}-{ext}")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert datasets.cli(["--stand-in", str(root), "--dataset", dataset, "--rsna-ext", ext,
+                                 "--n-per-cell", "20"]) == 0
+        command = shlex.split(out.getvalue().splitlines()[-1])
+        assert command[:2] == ["python", "train.py"] and command[-2:] == ["--method", "baseline"]
+        flags[dataset, ext] = command[2:-2]
+    return flags
+
+
+@pytest.mark.parametrize("dataset,ext", STAND_INS)
+def test_stand_ins_load_through_the_real_loader_with_every_cell_in_every_split(stand_ins, dataset, ext):
+    args = data_args(*stand_ins[dataset, ext], "--image-size", "16")
+    cohort, splits = xray.xray_cohort(args)[2], datasets.load(args)
+    assert cohort.n == 20 and cohort.pools.tolist() == [20] * 4  # the metadata subset lists exactly these
+    for name, split in splits.items():
+        assert len(split) == len(cohort.splits[name]) and torch.equal(
+            split.y, torch.from_numpy(cohort.table["y"].to_numpy()[cohort.splits[name]]))
+        assert (cells_of(cohort, name) > 0).all() == (name != "valid_id")  # no valid_id by default
+
+
+@pytest.mark.parametrize("dataset,ext", STAND_INS)
+def test_stand_ins_are_files_in_each_sources_real_format(stand_ins, dataset, ext):
+    args = data_args(*stand_ins[dataset, ext])
+    cohort = xray.xray_cohort(args)[2]
+    paths, missing = xray.locate(args, cohort.table)
+    assert not missing
+    for path, source, sub in zip(paths, cohort.table["source"], cohort.table["subdir"]):
+        if ext == "dcm":
+            pixels = pytest.importorskip("pydicom").dcmread(path).pixel_array
+            assert pixels.dtype == np.uint8 and pixels.shape == (64, 64)
+            continue
+        with Image.open(path) as im:
+            assert (im.format, im.mode) == {"nih": ("PNG", "L"), "padchest": ("PNG", "I;16"),
+                                            "rsna": ("JPEG", "L")}[source]
+        if source == "padchest":  # in its ImageDir folder, as the PadChest zips unpack
+            assert os.path.basename(os.path.dirname(path)) == sub
+
+
+@pytest.mark.parametrize("dataset,ext", STAND_INS)
+def test_stand_ins_show_the_label_inside_the_mask_and_the_site_outside_it(stand_ins, dataset, ext):
+    """Both signals a model could learn: the mean brightness inside the mask ranks every positive above
+    every negative (RSNA negatives, which have no mask, by their whole image), and the top row, outside
+    every mask, ranks every site-1 image above every site-0 one."""
+    args = data_args(*stand_ins[dataset, ext], "--image-size", "16")
+    cohort, splits = xray.xray_cohort(args)[2], datasets.load(args)
+    x, y, mask = (torch.cat(t) for t in zip(*(everything(s) for s in splits.values() if len(s))))
+    rows = np.concatenate([cohort.splits[name] for name, s in splits.items() if len(s)])
+    inside = torch.where(mask.sum((1, 2, 3)) > 0, (x * mask).sum((1, 2, 3)) / mask.sum((1, 2, 3)).clamp(min=1),
+                         x.mean((1, 2, 3)))
+    assert auc(inside.numpy(), y.numpy()) == 1.0
+    assert auc(x[:, 0, 0].mean(1).numpy(), cohort.table["site"].to_numpy()[rows]) == 1.0
+
+
+def test_the_stand_ins_of_n_per_cell_are_the_first_ranked_images_of_the_seeds_cohort():
+    args = data_args("--dataset", "rsna", "--data-seed", "4")
+    cohort = xray.draw_cohort("rsna", xray.candidates(args), 0.9, seed=4)
+    assert standins.stand_in_table(args, None)["file"].tolist() == cohort.table["file"].tolist()
+    first = standins.stand_in_table(args, 20)
+    assert set(first["file"]) < set(cohort.table["file"])
+    assert np.bincount(2 * first["site"] + first["y"]).tolist() == [20] * 4
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["--dataset", "xray", "--n-per-cell", "19"], "pass at least 20"),
+    (["--dataset", "xray", "--n-per-cell", "3", "--ratio", "0.5"], "pass at least 4"),
+    (["--dataset", "synthetic"], "pass --dataset xray or rsna"),
+    (["--dataset", "rsna", "real data"], "may hold real images"),
+])
+def test_stand_ins_refuse_what_they_cannot_write_in_one_line(tmp_path, capsys, argv, expect):
+    if argv[-1] == "real data":  # a folder that already holds an rsna/ of its own, without our marker
+        argv = argv[:-1]
+        (tmp_path / "rsna").mkdir()
+    assert datasets.cli(["--stand-in", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expect in err, err

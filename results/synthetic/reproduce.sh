@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The v2 synthetic reproduction (issues 13 and 14), resumable: rerun it and it continues where it stopped.
-# RATIO (default 1.0; 0.5 and 0.9 for issue 14) and SEEDS_UP_TO (default 10) pick the runs; all go to one CSV.
+# The v2 synthetic reproduction (ratio 1.0 and the no-shift control), resumable: rerun it and it continues where it stopped.
+# RATIO (default 1.0; 0.5 and 0.9 for the no-shift control) and SEEDS_UP_TO (default 10) pick the runs; all go to one CSV.
 # AMP=bf16 trains under bfloat16 autocast (train.py --amp; the rows record it); saliency stays fp32.
 # CSV (default results/synthetic/results.csv) puts a separate experiment, e.g. a bf16 bridge, elsewhere.
 # EPOCHS (default 20, patience the same) and METHODS (default all) serve such experiments too, e.g. the

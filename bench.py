@@ -26,9 +26,9 @@ train.py's settings: its seeding and cuDNN choice (``--deterministic``), its
 memory format (channels_last for bf16 on CUDA).
 
 ``--memory`` instead reports each method's peak memory in one training step at each image size, in fp32
-and under bf16 autocast, and that of saliency scoring (input gradients on 64 test images in fp32, as
-train.py scores them whatever --amp says). Estimated everywhere (``step_estimate``): the state (weights,
-buffers, gradients, Adam's moments; the discriminator's too) plus the most bytes autograd's saved tensors
+and under bf16 autocast, and that of saliency scoring (input gradients on one batch of saliency.score_batch
+images, in fp32, as train.py scores them whatever --amp says). Estimated everywhere (``step_estimate``): the
+state (weights, buffers, gradients, Adam's moments; the discriminator's too) plus the most bytes autograd's saved tensors
 hold at once (memory.SavedTensors). On CUDA also measured: the allocator's peak over a step after a
 warm-up step (an adversarial cycle: the encoder steps on one batch in disc_ratio). The estimate leaves out
 what lives only inside an operation (cuDNN's workspace, a gradient on its way through the backward pass).
@@ -56,6 +56,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import datasets
 import losses
 import memory
+import rundir
 import saliency
 import train
 import xray
@@ -209,7 +210,7 @@ def bench_cached_loader(n_images, size=224, batch_size=16):
 
 
 def bench_checkpoint(hp, device, folder):
-    """(MB, seconds) of the files a run directory gets, written with train.save_atomic (fsync) to `folder`:
+    """(MB, seconds) of the files a run directory gets, written with rundir.save_atomic (fsync) to `folder`:
     "before": the old checkpoint (weights + Adam state + the best weights again), "checkpoint": today's
     (weights + Adam state), "best": best.pt (the weights)."""
     net, opt, method = fresh("baseline", hp, device)
@@ -222,7 +223,7 @@ def bench_checkpoint(hp, device, folder):
     out = {}
     for name, obj in files.items():
         path = os.path.join(folder, f"{name}.pt")
-        seconds = statistics.median(timed(lambda: train.save_atomic(obj, path), device) for _ in range(3))
+        seconds = statistics.median(timed(lambda: rundir.save_atomic(obj, path), device) for _ in range(3))
         out[name] = (os.path.getsize(path) / 2**20, seconds)
     return out
 
@@ -231,7 +232,6 @@ def bench_checkpoint(hp, device, folder):
 
 MEMORY_SIZES = (28, 128, 224)  # synthetic; NIH + PadChest as the release trained them; RSNA and saliency scoring
 FEW = (2, 4)                   # the batches an estimate runs (see step_estimate)
-SCORE_BATCH = 64               # saliency.score's batch
 
 
 def square_batch(size, n):
@@ -266,14 +266,14 @@ def step_estimate(name, hp, size, batch_size, device):
 
 
 def scoring_estimate(size, device):
-    """(saved, state) bytes of scoring input-gradient saliency on SCORE_BATCH images (eval mode, fp32): the
+    """(saved, state) bytes of scoring input-gradient saliency on one batch of saliency.score_batch(size) images (eval mode, fp32): the
     weights, and the saved tensors of one batch, extrapolated as in step_estimate."""
     saved = {}
     for n in FEW:
         net = ResNet18().to(device)
         x = square_batch(size, n)[0].to(device)
         saved[n], state = memory.step_bytes(lambda: saliency.input_gradients(net, x), [net], [])
-    return affine(saved, SCORE_BATCH), state
+    return affine(saved, saliency.score_batch(size)), state
 
 
 def measured_peak(prepare, device, repeat=1):
@@ -307,9 +307,9 @@ def step_measured(name, hp, size, batch_size, device):
 
 
 def scoring_measured(size, device):
-    """Peak bytes on CUDA of input-gradient saliency on SCORE_BATCH images."""
+    """Peak bytes on CUDA of input-gradient saliency on one scoring batch (saliency.score_batch) of images."""
     def prepare():
-        net, x = ResNet18().to(device), square_batch(size, SCORE_BATCH)[0].to(device)
+        net, x = ResNet18().to(device), square_batch(size, saliency.score_batch(size))[0].to(device)
         return lambda: saliency.input_gradients(net, x)
     return measured_peak(prepare, device)
 
@@ -329,7 +329,7 @@ def memory_rows(methods, sizes, batch_size, device):
                 yield row
     for size in sizes:
         saved, state = scoring_estimate(size, device)
-        row = dict(method="saliency", size=size, amp="fp32", batch_size=SCORE_BATCH, state_bytes=state,
+        row = dict(method="saliency", size=size, amp="fp32", batch_size=saliency.score_batch(size), state_bytes=state,
                    saved_bytes=saved, estimated_bytes=state + saved)
         if cuda:
             row["measured_bytes"] = scoring_measured(size, device)
@@ -340,7 +340,8 @@ def memory_table(methods, sizes, batch_size, device):
     """Print the peak memory table row by row, as it is measured; return its rows."""
     cuda = device.type == "cuda"
     print(f"peak memory, MiB: one training step of {batch_size} images; saliency: input gradients of "
-          f"{SCORE_BATCH} images, fp32 under either --amp. "
+          f"one scoring batch ({', '.join(f'{saliency.score_batch(s)} at {s} px' for s in sizes)}), fp32 under either "
+          f"--amp. "
           + ("measured/estimated" if cuda else "estimated: state + autograd's saved tensors"))
     print(f"{'method':12}" + "".join(f"{f'{size} {amp}':>12}" for size in sizes for amp in ("fp32", "bf16")))
     rows, line = [], []

@@ -41,9 +41,8 @@ import torch
 
 import standins
 import xray
-from xray import DataError  # raised by both modules; xray.py holds it because it cannot import this one
+from errors import DataError, UsageError, report  # DataError: raised by this module and xray.py
 
-DATASETS = ("synthetic", *xray.SITES)
 DEFAULT_RATIO = {"synthetic": 1.0, **xray.DEFAULT_RATIO}
 EMPTY_MASK = {"synthetic": "skip", **xray.EMPTY_MASK}  # train.py's --empty-mask default, per dataset
 # The synthetic geometry, as measured on the authors' released files.
@@ -332,6 +331,95 @@ def export_synthetic(root, data_seed=0, ratio=1.0, n_train=None, n_eval=None):
                 w.writerow([f"{prefix}_img_{i}.npy", int(y[i])])
 
 
+# ------------------------------------------------------------ pictures of the data
+
+# Figure 1's two settings for the X-ray datasets: with the site-label correlation (the tables' default) and without.
+FIGURE_RATIOS = {site: (ratio, 0.5) for site, ratio in xray.DEFAULT_RATIO.items()}
+
+
+def figure(args, out):
+    """Draw the picture of args.dataset into `out` (data_<dataset>.png and .pdf, in figures.py's style);
+    returns the paths written. The synthetic task: the paper's Figure 3; xray or rsna: Figure 1, from the
+    training images (it reads every one of them, twice)."""
+    import figures  # matplotlib, only to draw: training never needs it
+    os.makedirs(out, exist_ok=True)
+    written = []
+    fig = figure_synthetic(args) if args.dataset == "synthetic" else figure_xray(args)
+    figures.save(fig, out, f"data_{args.dataset}", written)
+    return written
+
+
+def figure_synthetic(args):
+    """Figure 3: two images of each class from train and valid; the confounder box outlined."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    import figures
+    ratio = 1.0 if args.ratio is None else args.ratio
+    splits = load_synthetic(data_seed=args.data_seed, ratio=ratio, n_train=32)
+    fig, axes = plt.subplots(2, 4, figsize=(figures.TEXT_WIDTH * 0.75, 3.2), layout="constrained")
+    rows, cols = BOX_ROWS, BOX_COLS
+    for row, name in zip(axes, ("train", "valid")):
+        split = splits[name]
+        y = split.y.numpy()
+        picks = [np.flatnonzero(y == cls)[k] for cls in (0, 1) for k in (0, 1)]
+        for ax, i in zip(row, picks):
+            img = split.x[i, 0].numpy()
+            ax.imshow(img, cmap="gray")
+            ax.contour(split.mask[i, 0].numpy(), levels=[0.5], colors="#56B4E9", linewidths=0.8)
+            side = "right" if img[rows, cols["right"]].all() else "left"
+            ax.add_patch(Rectangle((cols[side].start - 1, rows.start - 1), cols[side].stop - cols[side].start + 1,
+                                   rows.stop - rows.start + 1, fill=False, edgecolor="#E69F00", lw=1.5))
+            ax.set_title(f"class {y[i]} ({y[i] + 1} cross{'es' if y[i] == 1 else ''})")
+            ax.set(xticks=[], yticks=[])
+        row[0].set_ylabel(name)
+    fig.supxlabel("orange: the confounder box (it changes side between train and valid); blue: expert mask",
+                  fontsize=7)
+    return fig
+
+
+def figure_xray(args):
+    """Figure 1: mean training image per site (view), and mean(positive) - mean(negative) with the
+    site-label correlation (FIGURE_RATIOS' first) and without it (the second), from the images on disk."""
+    import matplotlib.pyplot as plt
+
+    import figures
+    dataset = args.dataset
+    if args.ratio is not None:
+        both = " and ".join(map(str, FIGURE_RATIOS[dataset]))
+        raise DataError(f"--figure draws {dataset} at both ratios, {both}; drop --ratio")
+    site_means, diffs = None, []
+    for ratio in FIGURE_RATIOS[dataset]:
+        dargs = fill_defaults(argparse.Namespace(**{**vars(args), "ratio": ratio, "batch_size": 16}))
+        cohort, train_split = xray.xray_cohort(dargs)[2], load(dargs)["train"]
+        if not np.array_equal(getattr(train_split, "rows", None), cohort.splits["train"]):
+            raise DataError(f"--figure: the loaded {dataset} training split is not the cohort's (images left out?)")
+        site = cohort.table["site"].to_numpy()[cohort.splits["train"]]
+        sums, counts, start = 0.0, np.zeros((2, 2)), 0
+        for x, y, _ in train_split.batches(64):  # in row order, so site[start:...] belongs to this batch
+            onehot = np.zeros((len(y), 2, 2))
+            onehot[np.arange(len(y)), site[start:start + len(y)], y.numpy()] = 1
+            sums = sums + np.einsum("bsc,bhw->schw", onehot, x[:, 0].numpy())
+            counts += onehot.sum(0)
+            start += len(y)
+        if site_means is None:
+            site_means = sums.sum(1) / counts.sum(1)[:, None, None]
+        diffs.append(sums[:, 1].sum(0) / counts[:, 1].sum() - sums[:, 0].sum(0) / counts[:, 0].sum())
+    fig, axes = plt.subplots(1, 4, figsize=(figures.TEXT_WIDTH, 2.0), layout="constrained")
+    for ax, mean, site in zip(axes, site_means, xray.SITES[dataset]):
+        ax.imshow(mean, cmap="gray")
+        ax.set_title(f"mean {site} image")
+    lim = max(np.abs(d).max() for d in diffs) or 1.0
+    for ax, diff, ratio in zip(axes[2:], diffs, FIGURE_RATIOS[dataset]):
+        im = ax.imshow(diff, cmap="PuOr", vmin=-lim, vmax=lim)
+        shift = "with" if ratio == FIGURE_RATIOS[dataset][0] else "without"
+        ax.set_title(f"positive − negative,\n{shift} shift ({ratio:.1f})")
+    for ax in axes:
+        ax.set_axis_off()
+    fig.colorbar(im, ax=axes[2:], shrink=0.8, label="mean difference")
+    return fig
+
+
 # ------------------------------------------------------------ entry points
 
 def add_arguments(parser):
@@ -389,19 +477,28 @@ def check_args(args):
     xray.check_args(args)
 
 
-def load(args):
-    """The {'train', 'valid', 'valid_id', 'test'} splits that args describe."""
-    check_args(args)
-    if args.dataset in xray.SITES:
-        return xray.load_xray(args)
+def synthetic_splits(args):
+    """The synthetic splits args describe: the released (or --export-ed) files in --data-root, else generated."""
     if args.data_root:
         return load_release(args.data_root, args.data_seed, args.n_train, args.mask_blur, args.n_eval)
     return load_synthetic(args.data_seed, args.ratio, args.n_train, args.mask_blur, args.n_eval)
 
 
+# Each dataset's loader, args -> its four splits: a new dataset is an entry here and a module (CONTRIBUTING.md).
+LOADERS = {"synthetic": synthetic_splits, "xray": xray.load_xray, "rsna": xray.load_xray}
+DATASETS = tuple(LOADERS)
+
+
+def load(args):
+    """The {'train', 'valid', 'valid_id', 'test'} splits that args describe."""
+    check_args(args)
+    return LOADERS[args.dataset](args)
+
+
 def cli(argv=None):
     """python datasets.py --dataset xray --summary: the cohort without any image; --plan xray: what to
-    download for it; with --export DIR, write the synthetic splits as .npy files; with --stand-in DIR, write
+    download for it; with --figure DIR, draw the data (data_<dataset>.png: the paper's Figure 3 for synthetic,
+    Figure 1 for xray and rsna); with --export DIR, write the synthetic splits as .npy files; with --stand-in DIR, write
     stand-in X-ray files (synthetic images, not X-rays) to rehearse on; otherwise load the splits (building
     the --cache) and print their sizes. --data-seed defaults to 0 here. Exit 2 on bad input."""
     p = argparse.ArgumentParser(description=cli.__doc__.split(":")[0])
@@ -420,6 +517,10 @@ def cli(argv=None):
                         "NIH, 16-bit PNG for PadChest, JPEG or --rsna-ext dcm for RSNA), with a learnable signal "
                         "inside the mask tied to the label and one outside it tied to the site; prints the flags "
                         "that train on them")
+    p.add_argument("--figure", default=None, metavar="DIR",
+                   help="draw the data into DIR/data_<dataset>.png and .pdf: synthetic, the paper's Figure 3 (train "
+                        "and valid images with the confounder box); xray or rsna, Figure 1 (each site's mean "
+                        "training image, and positive minus negative at both ratios; reads every training image)")
     p.add_argument("--n-per-cell", type=int, default=None, metavar="N",
                    help="--stand-in: only the first N ranked images of each site x label cell, and the subset of "
                         "the metadata that lists them (default: the whole cohort)")
@@ -438,6 +539,9 @@ def cli(argv=None):
         if args.stand_in:  # before the defaults: an unset --ratio means both of the tables' ratios
             flags, table = standins.write(args, args.stand_in, args.n_per_cell)
             print(standins.report(flags, table, args.stand_in))
+            return 0
+        if args.figure:  # before the defaults: an unset --ratio means both of Figure 1's ratios
+            print("wrote:\n" + "\n".join(f"  {path}" for path in figure(args, args.figure)))
             return 0
         fill_defaults(args)
         if args.export:
@@ -458,9 +562,8 @@ def cli(argv=None):
         else:
             splits = load(args)
             print(", ".join(f"{name} {len(split)} (positives {int(split.y.sum())})" for name, split in splits.items()))
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except UsageError as e:
+        return report(e)
     return 0
 
 

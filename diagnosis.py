@@ -24,6 +24,7 @@ import sys
 import numpy as np
 from scipy import stats
 
+import errors
 import results
 
 SWING = 0.5          # the label's threshold, fixed before the numbers (REPRODUCTION.md says why)
@@ -209,9 +210,8 @@ def cli(argv=None):
         if args.bootstrap < 1:
             raise results.ResultsError(f"--bootstrap {args.bootstrap}: pass at least 1")
         tables = pools(results.read_rows(args.results))
-    except results.ResultsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except errors.UsageError as e:
+        return errors.report(e)
     text = report(tables, args.bootstrap)
     print(text)
     if args.out:

@@ -3,18 +3,16 @@
     python plots.py [--results results/results.csv] [--out figures/] [--latex]
 
 The only module that aggregates results. It reads the shared results CSV (and
-the ``saliency.npz`` files its rows point to), prints the tables as markdown,
-writes them to ``<out>/tables.md`` (and ``tables.tex`` with ``--latex``), and
-writes each figure as PNG and PDF. Whatever cannot be drawn from the rows
+the ``saliency.npz`` files its rows point to) into one row per run
+(collect.py), prints the tables as markdown, writes them to
+``<out>/tables.md`` (and ``tables.tex`` with ``--latex``), and writes each
+figure (figures.py) as PNG and PDF. Whatever cannot be drawn from the rows
 present is skipped with a one-line reason ("skip: ...").
 
-A *run* is its last ``kind=final`` row (several rows for one run_id: the last
-counts); only ``status=ok`` runs enter tables and figures. Its IoU comes from
-the last row of that run_id (``final`` or ``saliency``, optionally of one
-``--saliency`` method) that has one, with the chance and untrained IoU of that
-same row; cascading-randomisation rows (``randomized`` set) never count as a
-run's IoU. Table cells are mean ± sample std (ddof=1) over seeds, with the
-count. Per dataset, the ratios sit side by side in two tables:
+Only ``status=ok`` runs enter tables and figures; the notes count the others
+(diverged, out of memory) apart. Table cells are mean ± sample std (ddof=1)
+over seeds, with the count. Per dataset, the ratios sit side by side in two
+tables:
 
 - the paper's Tables 1-2: test AUC, IoU and the untrained network's IoU, and a
   chance row (AUC 0.5; the runs' mean expected IoU of a random top-k map). An
@@ -37,50 +35,29 @@ paper's "IoU" is (PAPER_IOU_MATCHES: IoT on SPC; on VPC IoT with the shift and
 none without). With --paper, our IoU and IoT sit beside the authors' per-seed
 IoU and IoT, column for column.
 
-Figures 6-7 (saliency_maps_<dataset>): the shifted setting above the balanced
-one, the mean input with the mask in red, then one panel per method, each the
-mean over seeds of the runs' figure map (saliency.npz's sample_map). Figure 8
-(auc_vs_localisation): test AUC against the column the paper's "IoU" is, every
-run with a covariate shift, one panel per dataset, coloured by approach. A cell
-without runs is an empty panel with a note.
-
-Figures beyond the paper's: test AUC against ratio (with two ratios or more) and
-the IoU under cascading randomisation (where saliency.py --cascade wrote rows).
+The pictures of the data (the paper's Figures 1 and 3) come from the images, not
+from results: ``python datasets.py --figure DIR [--dataset xray ...]`` writes
+``data_<dataset>.png`` and ``.pdf``. Nothing here imports torch.
 """
 import argparse
 import itertools
 import os
-import shlex
 import sys
 import warnings
-import zipfile
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from scipy import stats  # noqa: E402
+import numpy as np
+import pandas as pd
+from scipy import stats
 
-import datasets  # noqa: E402
-import losses  # noqa: E402
-import results  # noqa: E402
-import saliency  # noqa: E402
-import xray  # noqa: E402
+import errors
+import figures
+import protocol
+import results
+from collect import (LABELS, PAPER_IOU, SCORINGS, SELECTION, SHIFT_RATIOS, VARIANTS, at, fmt_ratio, load,
+                     per_method, present, setting_name, settings)
 
-# Table rows: the methods in losses.METHODS order; masked with zero fill is its own row.
-VARIANTS = [v for m in losses.METHODS for v in ((m, "masked_zero") if m == "masked" else (m,))]
-LABELS = {"baseline": "Classification", "masked": "Masked", "masked_zero": "Masked (zero fill)",
-          "actdiff": "ActDiff", "adversarial": "Adversarial", "gradmask": "GradMask", "rrr": "RRR"}
 GROUPS = {"baseline": "Baseline", "masked": "Baseline", "masked_zero": "Baseline", "actdiff": "Domain invariance",
           "adversarial": "Domain invariance", "gradmask": "Saliency based", "rrr": "Saliency based"}
-# Okabe-Ito colours (colour-blind safe), plus a line style and marker so print in grey still works.
-STYLE = {"baseline": ("#000000", "-", "o"), "masked": ("#E69F00", "-", "s"), "masked_zero": ("#E69F00", "--", "D"),
-         "actdiff": ("#56B4E9", "-", "^"), "adversarial": ("#009E73", "-", "v"),
-         "gradmask": ("#0072B2", "-", "P"), "rrr": ("#D55E00", "-", "X")}
-SHIFT_RATIOS = {"xray": (0.9, 0.5), "rsna": (0.9, 0.5)}  # (with shift, without shift): the paper's tables
 # rsna's images without a box: the release penalised them as all outside the mask; skip is our correction.
 EMPTY_MASK_LABELS = {"penalize": "penalize (release)", "skip": "skip (ours)"}
 # Which of our columns the paper's tables' "IoU" is, said under every table of an X-ray dataset: (column,
@@ -96,43 +73,19 @@ PAPER_IOU_MATCHES = {
              "above their IoU; without VPC, 0.33, 0.25, 0.16, 0.20, 0.31, 0.30: above every column of theirs (IoT "
              "by 0.05-0.08, IoU by 0.09-0.16)"),
 }
-# Figure 8: per dataset, the ratio with the covariate shift and the localisation column the paper's "IoU" is.
-FIG8 = {"synthetic": (1.0, "iou"), "xray": (0.9, "iot"), "rsna": (0.9, "iot")}
-FIG8_NAMES = {"synthetic": "synthetic", "xray": "SPC (xray)", "rsna": "VPC (rsna)"}
-APPROACHES = {"baseline": "baseline", "masked": "input masking", "masked_zero": "input masking",
-              "actdiff": "domain invariance", "adversarial": "domain invariance", "gradmask": "saliency-based",
-              "rrr": "saliency-based"}
-APPROACH_COLOURS = {"baseline": "#000000", "input masking": "#E69F00", "domain invariance": "#009E73",
-                    "saliency-based": "#0072B2"}
-NUMERIC = ["seed", "ratio", "trial", "epoch", "epochs", "burn_in", "valid_loss", "valid_auc", "valid_id_loss",
-           "test_auc", "iou", "iop", "iot", "n_scored", "n_empty_masks", "iou_chance", "iou_untrained",
-           "selected_epoch", "score_size"]
-# The selection rules beyond the final row's own (lowest valid loss), re-selected from the epoch rows:
-# results column -> (epoch-row column, pick the highest?, the rule's name).
-RULES = {"test_auc_by_valid_auc": ("valid_auc", True, "highest reversed-valid AUC"),
-         "test_auc_by_valid_id_loss": ("valid_id_loss", False, "lowest valid_id loss (honest)")}
-SELECTION = {"test_auc": "lowest reversed-valid loss (paper's)", **{k: name for k, (_, _, name) in RULES.items()}}
-# A saliency row's IoU travels with the baselines measured beside it, so an ig IoU gets ig's chance and untrained IoU.
-SALIENCY_COLUMNS = ["saliency", "iou", "iop", "iot", "n_scored", "n_empty_masks", "iou_chance", "iou_untrained",
-                    "score_size", "score_images"]
-# Each run's scores under every saliency method and scoring, as columns "<measure>_<method>" (every positive
-# scored) and "<measure>_<method>_release" (saliency.py --score-images release: the release's 50 positives).
-PER_METHOD = ["iou", "iot", "iou_chance", "iou_untrained"]
-SCORINGS = {"all": "every positive test image scored (the paper's text)",
-            "release": "the release's 50 positives scored (the first 25 test images of each site x label cell)"}
 N_BOOT = 2000
-plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "legend.fontsize": 7, "pdf.fonttype": 42,
-                     "axes.spines.top": False, "axes.spines.right": False})
-COLUMN_WIDTH, TEXT_WIDTH = 3.25, 6.75  # inches, ICLR
+PAPER_NAMES = {"masked (zero fill)": "masked_zero"}  # the authors' method names -> our table rows
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                epilog="The figures of the data (data_<dataset>.png) are datasets.py's: "
+                                       "python datasets.py --figure DIR [--dataset ...].")
     p.add_argument("--results", default=os.path.join("results", "results.csv"), help="the shared results CSV")
     p.add_argument("--out", default="figures", help="directory for tables.md, tables.tex and the figures")
     p.add_argument("--latex", action="store_true", help="also write the tables as LaTeX (tables.tex)")
     p.add_argument("--dataset", nargs="+", help="only these datasets")
-    p.add_argument("--method", nargs="+", choices=list(losses.METHODS), help="only these methods")
+    p.add_argument("--method", nargs="+", choices=list(protocol.METHODS), help="only these methods")
     p.add_argument("--kind", choices=("seeds", "trials", "all"), default="seeds",
                    help="which finished runs the tables and the AUC/IoU figures use: 'seeds' (default) = runs "
                         "without a trial number, i.e. single train.py runs and a sweep's final seed runs; "
@@ -142,123 +95,20 @@ def parse_args(argv=None):
     p.add_argument("--saliency", default="grad",
                    help="the saliency method whose IoU the tables and figures use: grad (the paper's, default), "
                         "ig or occlusion (rows that saliency.py --run DIR --saliency M added)")
-    p.add_argument("--xray-data", metavar="FLAGS", default=None,
-                   help="draw the X-ray/RSNA dataset figure (Figure 1) from the images, loaded with these "
-                        "datasets.py flags, e.g. \"--nih-dir D --padchest-dir D --cache C\" ('' = the *_DIR "
-                        "environment variables); it reads every training image, so it is off by default")
     p.add_argument("--paper", nargs=3, action="append", default=[], metavar=("DATASET", "RATIO", "CSV"),
                    help="compare with the authors' per-seed results for that setting, e.g. synthetic 1.0 "
                         "../shared/paper-results/synth_per_seed.csv (repeatable)")
     return p.parse_args(argv)
 
 
-# ------------------------------------------------------------------ reading
-
-def run_dir(row, csv_path):
-    """The run's directory: as recorded, else relative to the results file's folder."""
-    d = row["run_dir"]
-    return d if os.path.isabs(d) or os.path.isdir(d) else os.path.join(os.path.dirname(csv_path), d)
-
-
-def load(args):
-    """(runs, epochs, cascade, trials, n_diverged) from the CSV, filtered; ResultsError when there is nothing.
-
-    `cascade` holds the runs' cascading-randomisation rows (``randomized`` set); they score a damaged
-    model, so they never stand for a run's IoU."""
-    if not os.path.isfile(args.results):
-        raise results.ResultsError(f"--results {args.results}: no such file; pass the CSV train.py wrote")
-    rows = results.read_rows(args.results) if os.path.getsize(args.results) else []
-    if not rows:
-        raise results.ResultsError(f"--results {args.results}: the file holds no rows; train something first")
-    df = pd.DataFrame(rows, columns=results.COLUMNS)
-    df[NUMERIC] = df[NUMERIC].apply(pd.to_numeric, errors="coerce")
-    df["variant"] = df["method"].where((df["method"] != "masked") | (df["mask_fill"] != "zero"), "masked_zero")
-    for col, keep in (("dataset", args.dataset), ("method", args.method),
-                      ("sweep_id", args.sweep_id and [args.sweep_id])):
-        if keep:
-            df = df[df[col].isin(keep)]
-    finals = df[df["kind"] == "final"].drop_duplicates("run_id", keep="last")
-    # saliency.py named its rows by the run directory before it read the run's id: join those (the
-    # saliency rows whose id is no run's) to the run that finished in that directory.
-    orphans = (df["kind"] == "saliency") & ~df["run_id"].isin(finals["run_id"])
-    by_dir = finals.drop_duplicates("run_dir", keep="last").set_index("run_dir")["run_id"]
-    df.loc[orphans, "run_id"] = df.loc[orphans, "run_dir"].map(by_dir).fillna(df.loc[orphans, "run_id"])
-    if finals.empty:
-        raise results.ResultsError(f"--results {args.results}: no finished runs (kind=final) match the filters")
-    df["score_images"] = df["score_images"].replace("", "all")  # rows from before the column: every positive
-    ordinary = df[df["kind"].isin(["final", "saliency"]) & df["iou"].notna() & (df["randomized"] == "")]
-    scored = ordinary[ordinary["score_images"] == "all"]
-    scored = scored[scored["saliency"] == args.saliency] if args.saliency else scored
-    scored = scored.drop_duplicates("run_id", keep="last")[["run_id"] + SALIENCY_COLUMNS]
-    finals = finals.drop(columns=SALIENCY_COLUMNS).merge(scored, on="run_id", how="left")
-    # Every method's scores in their own columns too (iou_grad, iot_ig, iou_occlusion_release, ...: the last
-    # row of each method and scoring), for the X-ray tables, --paper and the cascade figure's first step.
-    each = ordinary[ordinary["saliency"].isin(list(PAPER_IOU))]
-    each = each.drop_duplicates(["run_id", "saliency", "score_images"], keep="last")
-    each = each.pivot(index="run_id", columns=["saliency", "score_images"], values=PER_METHOD)
-    wanted = [(m, method, scoring) for m in PER_METHOD for method in PAPER_IOU for scoring in SCORINGS]
-    each = each.reindex(columns=pd.MultiIndex.from_tuples(wanted))
-    each.columns = [per_method(m, method, scoring) for m, method, scoring in wanted]
-    finals = finals.join(each, on="run_id")
-    trials = finals[finals["trial"].notna()]
-    runs = {"seeds": finals[finals["trial"].isna()], "trials": trials, "all": finals}[args.kind]
-    n_diverged = int((runs["status"] != "ok").sum())
-    runs = runs[runs["status"] == "ok"].copy()
-    epochs = df[(df["kind"] == "epoch") & df["run_id"].isin(runs["run_id"])]
-    for name, (column, highest, _) in RULES.items():
-        runs[name] = runs["run_id"].map(select_epoch(epochs, column, highest))
-    cascade = df[(df["kind"] == "saliency") & (df["randomized"] != "") & df["iou"].notna()
-                 & df["run_id"].isin(runs["run_id"])].drop_duplicates(["run_id", "saliency", "randomized"], keep="last")
-    return runs, epochs, cascade, trials, n_diverged
-
-
-def per_method(measure, method, scoring="all"):
-    """The column of `load`'s runs holding `measure` (iou, iot, iou_chance, iou_untrained) of saliency
-    `method` under a scoring ("all" or "release")."""
-    return f"{measure}_{method}" + ("_release" if scoring == "release" else "")
-
-
-def select_epoch(epochs, column, highest):
-    """Per run_id: the test AUC of the eligible epoch with the highest (or lowest) `column`, the first
-    such epoch on ties. Eligible as in train.py: from the run's burn_in on, or its last epoch when it
-    ran fewer (rows written before burn_in existed count every epoch)."""
-    e = epochs.dropna(subset=[column]).sort_values(["run_id", "epoch"], kind="stable")
-    e = e[(e["epoch"] >= e["burn_in"].fillna(1)) | (e["epoch"] == e["epochs"])]
-    if e.empty:
-        return pd.Series(dtype=float)
-    best = e.groupby("run_id")[column].idxmax() if highest else e.groupby("run_id")[column].idxmin()
-    return e.loc[best].set_index("run_id")["test_auc"]
-
-
-def settings(runs, dataset, notes, what):
-    """The ratios to show for a dataset: the paper's pair for X-ray/RSNA, else every ratio present."""
-    present = sorted(runs.loc[runs["dataset"] == dataset, "ratio"].dropna().unique(), reverse=True)
-    wanted = SHIFT_RATIOS.get(dataset, present)
-    for r in wanted:
-        if not np.isclose(present, r).any():
-            notes.append(f"skip: {what}, {dataset} ratio {fmt_ratio(r)}: no rows for {dataset} ratio {fmt_ratio(r)}")
-    return [r for r in wanted if np.isclose(present, r).any()]
-
-
-def at(frame, dataset, ratio, variant=None, empty_mask=None):
-    """The rows of one setting; of one table row with `variant` (and `empty_mask`, rsna's row split)."""
-    sel = (frame["dataset"] == dataset) & np.isclose(frame["ratio"], ratio)
-    if variant:
-        sel &= frame["variant"] == variant
-    if empty_mask is not None:
-        sel &= frame["empty_mask"].fillna("") == empty_mask
-    return frame[sel]
-
-
-def fmt_ratio(ratio):
-    return f"{ratio:.1f}" if round(ratio, 1) == ratio else f"{ratio:g}"
-
-
-def setting_name(dataset, ratio):
-    if dataset in SHIFT_RATIOS:
-        shift = "with" if np.isclose(ratio, SHIFT_RATIOS[dataset][0]) else "without"
-        return f"{shift} shift ({fmt_ratio(ratio)})"
-    return f"ratio {fmt_ratio(ratio)}"
+def excluded_note(excluded, n_ok):
+    """The note on the runs left out: diverged (train.py stopped on a non-finite loss) and out of memory
+    (status=oom: no epoch was ever selected) counted apart, then any other status by name."""
+    said = [f"{excluded.get('diverged', 0)} diverged run(s)"]
+    said += [f"{excluded['oom']} out of memory (status=oom)"] if excluded.get("oom") else []
+    said += [f"{n} with status={status or '(blank)'}" for status, n in sorted(excluded.items())
+             if status not in ("diverged", "oom")]
+    return f"excluded {', '.join(said)}; {n_ok} run(s) with status=ok"
 
 
 # ------------------------------------------------------------------ tables
@@ -270,11 +120,6 @@ def cell(values, bold=False):
         return "–", False
     spread = f" ± {v.std(ddof=1):.2f}" if len(v) > 1 else ""
     return f"{v.mean():.2f}{spread} (n={len(v)})", bold
-
-
-def present(runs, dataset, ratios):
-    """The table rows: the variants with a run at one of the ratios, in VARIANTS order."""
-    return [v for v in VARIANTS if any(len(at(runs, dataset, r, v)) for r in ratios)]
 
 
 def table_keys(runs, dataset, ratios):
@@ -511,10 +356,7 @@ def correlation_table(corr):
                      "Spearman ρ", "p", "within-setting r", "p"], rows)
 
 
-PAPER_NAMES = {"masked (zero fill)": "masked_zero"}  # the authors' method names -> our table rows
-# Our saliency methods -> the authors' IoU columns; load() puts ours in iou_<method>.
-PAPER_IOU = {"grad": "iou_grad", "ig": "iou_ig", "occlusion": "iou_occlude"}
-
+# ------------------------------------------------------------------ the authors' per-seed results
 
 def ours_vs_paper(mine, theirs):
     """[ours, paper, 'Welch p / MWU p'] cells; p is '–' unless both sides have >= 2 values, not all equal."""
@@ -575,408 +417,6 @@ def paper_comparison(runs, dataset, ratio, path):
     return markdown(header, body)
 
 
-# ------------------------------------------------------------------ figures
-
-def save(fig, out, name, written):
-    for ext in ("png", "pdf"):
-        path = os.path.join(out, f"{name}.{ext}")
-        # No creation date in the PDF: a redrawn figure with the same data is then the same file (small diffs).
-        fig.savefig(path, dpi=200, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else None)
-        written.append(path)
-    plt.close(fig)
-
-
-def panels(n, height=2.2):
-    fig, axes = plt.subplots(1, n, figsize=(min(COLUMN_WIDTH * n, TEXT_WIDTH), height), squeeze=False,
-                             layout="constrained")
-    return fig, axes[0]
-
-
-def legend_below(fig, axes):
-    handles = {l: h for ax in axes for h, l in zip(*ax.get_legend_handles_labels())}
-    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=min(4, len(handles)),
-               frameon=False)
-
-
-def fig_valid_auc(runs, epochs, dataset, ratios, out, written, notes):
-    """Figures 4 / A.2: validation AUC per epoch, mean ± std over seeds, one line per method."""
-    if not epochs["run_id"].isin(runs.loc[runs["dataset"] == dataset, "run_id"]).any():
-        notes.append(f"skip: valid_auc_{dataset} (Figures 4, A.2): the {dataset} runs have no epoch rows")
-        return
-    fig, axes = panels(len(ratios))
-    for ax, ratio in zip(axes, ratios):
-        for v in VARIANTS:
-            ids = at(runs, dataset, ratio, v)["run_id"]
-            g = epochs[epochs["run_id"].isin(ids)].groupby("epoch")["valid_auc"]
-            if not len(ids) or not g.ngroups:
-                continue
-            mean, std = g.mean(), g.std(ddof=1).fillna(0)
-            colour, ls, _ = STYLE.get(v, ("grey", "-", "o"))
-            ax.plot(mean.index, mean, color=colour, ls=ls, lw=1.2, label=LABELS.get(v, v))
-            ax.fill_between(mean.index, mean - std, mean + std, color=colour, alpha=0.15, lw=0)
-        ax.axhline(0.5, color="grey", lw=0.6, ls=":")
-        ax.set(title=f"{dataset}, {setting_name(dataset, ratio)}", xlabel="epoch", ylim=(-0.02, 1.02))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].set_ylabel("validation AUC")
-    legend_below(fig, axes)
-    save(fig, out, f"valid_auc_{dataset}", written)
-
-
-def fig_saliency(runs, dataset, ratio, args, written, notes):
-    """Figures 5-7: the mean input with the mean mask in red, then each method's mean saliency map."""
-    maps, inputs, masks = {}, [], []
-    for v in VARIANTS:
-        for _, row in at(runs, dataset, ratio, v).iterrows():
-            path = os.path.join(run_dir(row, args.results), "saliency.npz")
-            if not os.path.isfile(path):
-                continue
-            try:
-                with np.load(path) as z:
-                    if args.saliency and str(z["saliency"]) != args.saliency:
-                        continue
-                    mean_map, mean_input, mean_mask = z["mean_map"], z["mean_input"], z["mean_mask"]
-            except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-                notes.append(f"skip: {path}: unreadable ({type(e).__name__}: {e})")
-                continue
-            maps.setdefault(v, []).append(mean_map)
-            inputs.append(mean_input)
-            masks.append(mean_mask)
-    name = f"saliency_{dataset}_{fmt_ratio(ratio)}"
-    if not maps:
-        notes.append(f"skip: {name} (Figures 5-7): no saliency.npz in the run directories of {dataset} "
-                     f"ratio {fmt_ratio(ratio)}")
-        return
-    n = 1 + len(maps)
-    rows = 1 if n <= 5 else 2
-    cols = -(-n // rows)
-    fig, axes = plt.subplots(rows, cols, figsize=(min(1.45 * cols, TEXT_WIDTH), 1.75 * rows), squeeze=False,
-                             layout="constrained")
-    axes = axes.ravel()
-    axes[0].imshow(np.mean(inputs, 0), cmap="gray")
-    axes[0].imshow(mask_overlay(np.mean(masks, 0)))
-    axes[0].set_title("mean input,\nmask in red")
-    for ax, (v, ms) in zip(axes[1:], maps.items()):
-        m = np.mean(ms, 0)
-        im = ax.imshow(m / max(m.max(), 1e-12), cmap="viridis", vmin=0, vmax=1)
-        ax.set_title(f"{LABELS.get(v, v)}\n(n={len(ms)} runs)")
-    for ax in axes:
-        ax.set_axis_off()
-    fig.colorbar(im, ax=list(axes), shrink=0.75, label="|saliency| / panel max")
-    save(fig, args.out, name, written)
-
-
-def mask_overlay(mask):
-    """An RGBA image of `mask` (H, W) in translucent red, for imshow over an image."""
-    overlay = np.zeros(mask.shape + (4,))
-    overlay[..., 0] = 1.0
-    overlay[..., 3] = 0.6 * mask / max(mask.max(), 1e-12)
-    return overlay
-
-
-def run_npz(row, args, keys, notes):
-    """{key: array} of `keys` from the run's saliency.npz of the --saliency method (the run's own folder, else
-    its saliency-<method>/), or None: no such file, or one written before those keys existed."""
-    base = run_dir(row, args.results)
-    for path in (os.path.join(base, "saliency.npz"), os.path.join(base, f"saliency-{args.saliency}", "saliency.npz")):
-        if not os.path.isfile(path):
-            continue
-        try:
-            with np.load(path) as z:
-                if args.saliency and str(z["saliency"]) != args.saliency:
-                    continue
-                return {k: z[k] for k in keys}
-        except KeyError:
-            return None
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            notes.append(f"skip: {path}: unreadable ({type(e).__name__}: {e})")
-            return None
-    return None
-
-
-def blank(ax, text):
-    """An empty panel that says why it is empty."""
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=6, color="grey")
-
-
-def fig_xray_maps(runs, dataset, args, written, notes, empty_mask=None):
-    """Figures 6 and 7: the shifted setting on the top row, the balanced one below; first the mean input with
-    the mean mask in red, then one panel per method (VARIANTS order): the mean over the seeds of each run's
-    figure map (saliency.py's sample_map: |saliency| of up to 500 random test images, smoothed, kept above
-    each image's median, averaged). A cell without runs is drawn empty, with a note; rsna draws one figure
-    per --empty-mask (`empty_mask`)."""
-    suffix = "" if empty_mask in (None, "penalize") else f"_{empty_mask or 'unrecorded'}"
-    name = f"saliency_maps_{dataset}{suffix}"
-    ratios, keys = SHIFT_RATIOS[dataset], ("sample_map", "sample_input", "sample_mask")
-    maps, inputs, missing = {}, {r: [] for r in ratios}, []
-    for r in ratios:
-        for v in VARIANTS:
-            found = [z for _, row in at(runs, dataset, r, v, empty_mask).iterrows()
-                     if (z := run_npz(row, args, keys, notes)) is not None]
-            inputs[r] += found
-            if found:
-                maps[r, v] = np.mean([z["sample_map"] for z in found], 0), len(found)
-            else:
-                missing.append(f"{LABELS.get(v, v)} at {fmt_ratio(r)}")
-    if not maps:
-        notes.append(f"skip: {name} (Figures 6-7): no {dataset} run has a saliency.npz with the figure map "
-                     f"(sample_map)")
-        return
-    fig, axes = plt.subplots(len(ratios), 1 + len(VARIANTS), squeeze=False, layout="constrained",
-                             figsize=(TEXT_WIDTH, 1.05 * len(ratios) + 0.6))
-    image = None
-    for i, r in enumerate(ratios):
-        first = axes[i, 0]
-        if inputs[r]:
-            first.imshow(np.mean([z["sample_input"] for z in inputs[r]], 0), cmap="gray")
-            first.imshow(mask_overlay(np.mean([z["sample_mask"] for z in inputs[r]], 0)))
-        else:
-            blank(first, "no runs")
-        first.set_ylabel(setting_name(dataset, r), fontsize=6)
-        for ax, v in zip(axes[i, 1:], VARIANTS):
-            if (r, v) in maps:
-                m, n = maps[r, v]
-                image = ax.imshow(m / max(m.max(), 1e-12), cmap="viridis", vmin=0, vmax=1)
-                ax.set_xlabel(f"n={n}", fontsize=6)
-            else:
-                blank(ax, "no run")
-        titles = ["mean input,\nmask in red"] + [LABELS.get(v, v).replace(" (", "\n(") for v in VARIANTS]
-        for ax, title in zip(axes[i], titles):
-            ax.set(xticks=[], yticks=[], title=title if i == 0 else "")
-            ax.set_box_aspect(1)  # an empty panel keeps the images' square
-            ax.spines[:].set_visible(False)
-    fig.colorbar(image, ax=list(axes.ravel()), shrink=0.7, label="|saliency| / panel max")
-    save(fig, args.out, name, written)
-    if missing:
-        notes.append(f"{name}: empty panels (no run with the figure map): {', '.join(missing)}")
-
-
-def fig_auc_vs_localisation(runs, out, written, notes):
-    """Figure 8: test AUC against the localisation score, every run with a covariate shift (FIG8's ratio), one
-    panel per dataset (synthetic, SPC, VPC); colour = the approach (baseline, input masking, domain invariance,
-    saliency-based), marker = the method. x is the column the paper's "IoU" is on that dataset (FIG8). rsna's
-    skip runs (our correction) are hollow beside the release's penalize runs. A dataset without runs is an
-    empty panel, with a note."""
-    fig, axes = panels(len(FIG8), height=2.6)
-    for ax, (dataset, (ratio, column)) in zip(axes, FIG8.items()):
-        shown = at(runs, dataset, ratio).dropna(subset=[column, "test_auc"])
-        label = "IoU" if column == "iou" else "IoT"
-        ax.set(title=f"{FIG8_NAMES[dataset]}, ratio {fmt_ratio(ratio)}", xlabel=f"test {label}",
-               ylabel="test AUC", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))  # one scale: panels compare
-        if shown.empty:
-            blank(ax, f"no {dataset} run at ratio {fmt_ratio(ratio)}")
-            notes.append(f"auc_vs_localisation (Figure 8): empty {FIG8_NAMES[dataset]} panel: no run with an "
-                         f"AUC and a {label} at ratio {fmt_ratio(ratio)}")
-            continue
-        for v in VARIANTS:
-            for empty, sel in shown[shown["variant"] == v].groupby(shown["empty_mask"].fillna(""), sort=False):
-                hollow = dataset == "rsna" and empty == "skip"
-                colour, (_, _, marker) = APPROACH_COLOURS[APPROACHES[v]], STYLE.get(v, ("grey", "-", "o"))
-                ax.scatter(sel[column], sel["test_auc"], marker=marker, s=18, alpha=0.85, edgecolors=colour,
-                           facecolors="none" if hollow else colour,
-                           label=f"{APPROACHES[v]}: {LABELS.get(v, v)}" + (", skip" if hollow else ""))
-    fig.suptitle("Test AUC against localisation, every seed with a covariate shift. x: IoU on synthetic, IoT on "
-                 "SPC and VPC (the column the paper's \"IoU\" is); hollow: rsna --empty-mask skip", fontsize=7)
-    handles = {l: h for ax in axes for h, l in zip(*ax.get_legend_handles_labels())}
-    order = [f"{APPROACHES[v]}: {LABELS.get(v, v)}{skip}" for a in APPROACH_COLOURS for v in VARIANTS
-             if APPROACHES[v] == a for skip in ("", ", skip")]  # grouped by approach, as the paper's legend
-    shown = [l for l in order if l in handles]
-    if shown:
-        fig.legend([handles[l] for l in shown], shown, loc="outside lower center", ncol=4, frameon=False)
-    save(fig, out, "auc_vs_localisation", written)
-
-
-def fig_auc_vs_iou(runs, dataset, ratios, corr, out, written, notes):
-    """Figure 8: test AUC against test IoU, one point per run, with the correlation in each title and the
-    chance IoU (mean over the runs; shaded from their lowest to their highest) where the rows have it."""
-    ratios = [r for r in ratios if at(runs, dataset, r)["iou"].notna().any()]
-    if not ratios:
-        notes.append(f"skip: auc_vs_iou_{dataset} (Figure 8): no {dataset} run has an IoU")
-        return
-    fig, axes = panels(len(ratios), height=2.6)
-    for ax, ratio in zip(axes, ratios):
-        for v in VARIANTS:
-            sel = at(runs, dataset, ratio, v).dropna(subset=["iou", "test_auc"])
-            if len(sel):
-                colour, _, marker = STYLE.get(v, ("grey", "-", "o"))
-                ax.scatter(sel["iou"], sel["test_auc"], color=colour, marker=marker, s=18, alpha=0.85,
-                           label=LABELS.get(v, v))
-        chance = at(runs, dataset, ratio)["iou_chance"].dropna()
-        if len(chance):  # IoU is on x, so the chance level is a vertical line, its band the runs' spread
-            ax.axvline(chance.mean(), color="grey", lw=0.8, ls=":", label="chance IoU (random top-k map)")
-            ax.axvspan(chance.min(), chance.max(), color="grey", alpha=0.12, lw=0)
-        untrained = at(runs, dataset, ratio)["iou_untrained"].dropna()
-        if len(untrained):  # what the same saliency gives before any training: the other reference level
-            ax.axvline(untrained.mean(), color="grey", lw=0.8, ls="--", label="untrained network's IoU")
-        c = corr.get((dataset, ratio))
-        # Three lines, so three panels' titles (one per ratio) fit side by side.
-        stat = (f"\nr = {c['r']:.2f} (p = {c['p']:.2g}), n = {c['n']}\n95% CI of r [{c['lo']:.2f}, {c['hi']:.2f}]"
-                f"\nρ = {c['rho']:.2f} (p = {c['p_rho']:.2g})") if c else "\n(too few runs)"
-        ax.set(title=f"{dataset}, {setting_name(dataset, ratio)}{stat}", xlabel="test IoU", ylabel="test AUC")
-    legend_below(fig, axes)
-    save(fig, out, f"auc_vs_iou_{dataset}", written)
-
-
-def fig_auc_vs_ratio(runs, dataset, ratios, out, written):
-    """Test AUC against the training ratio, mean ± std over seeds, one line per method; a panel per selection
-    rule (the no-shift control: does a method's advantage need the spurious correlation?)."""
-    fig, axes = panels(len(SELECTION), height=2.4)
-    variants = present(runs, dataset, ratios)
-    dodge = 0.012 * np.ptp(ratios)  # methods side by side at each ratio, so their error bars stay apart
-    for ax, (column, rule) in zip(axes, SELECTION.items()):
-        for i, v in enumerate(variants):
-            values = [at(runs, dataset, r, v)[column].dropna() for r in ratios]
-            mean = [x.mean() for x in values]
-            std = [x.std(ddof=1) if len(x) > 1 else 0.0 for x in values]
-            colour, ls, marker = STYLE.get(v, ("grey", "-", "o"))
-            ax.errorbar(np.array(ratios) + (i - (len(variants) - 1) / 2) * dodge, mean, yerr=std, color=colour,
-                        ls=ls, marker=marker, ms=3.5, lw=1, capsize=2, label=LABELS.get(v, v))
-        ax.axhline(0.5, color="grey", lw=0.6, ls=":")
-        ax.set(title=f"{dataset}, epoch by\n{rule}", xlabel="ratio", xticks=ratios, ylim=(-0.04, 1.04))
-    axes[0].set_ylabel("test AUC (mean ± std over seeds)")
-    legend_below(fig, axes)
-    save(fig, out, f"auc_vs_ratio_{dataset}", written)
-
-
-def fig_cascade(runs, cascade, dataset, ratio, out, written, notes):
-    """Cascading randomisation (Adebayo et al. 2018): IoU as the layers are re-initialised from the top,
-    mean ± std over the runs that have the cascade, one panel per saliency method, one line per training
-    method; the first step is the trained model, the run's own IoU for that saliency method."""
-    name = f"cascade_{dataset}_{fmt_ratio(ratio)}"
-    rows = cascade[cascade["run_id"].isin(at(runs, dataset, ratio)["run_id"])
-                   & cascade["saliency"].isin(list(PAPER_IOU))]
-    if rows.empty:
-        notes.append(f"skip: {name}: no cascading-randomisation rows (saliency.py) for {dataset} "
-                     f"ratio {fmt_ratio(ratio)}")
-        return
-    methods = [m for m in PAPER_IOU if m in set(rows["saliency"])]
-    by_run = runs.set_index("run_id")
-    fig, axes = panels(len(methods), height=2.4)
-    for ax, method in zip(axes, methods):
-        mine = rows[rows["saliency"] == method]
-        known = set(mine["randomized"])
-        steps = ["trained"] + [c for c in saliency.CASCADE if c in known] + sorted(known - set(saliency.CASCADE))
-        iou = mine.pivot(index="run_id", columns="randomized", values="iou")  # (runs, steps)
-        iou["trained"] = by_run[f"iou_{method}"].reindex(iou.index)
-        iou = iou.reindex(columns=steps)
-        variant = by_run["variant"].reindex(iou.index)
-        for v in VARIANTS:
-            curve = iou[variant == v]
-            if curve.empty:
-                continue
-            colour, ls, marker = STYLE.get(v, ("grey", "-", "o"))
-            mean, std = curve.mean(), curve.std(ddof=1).fillna(0)
-            ax.plot(range(len(steps)), mean, color=colour, ls=ls, marker=marker, ms=3, lw=1.2,
-                    label=LABELS.get(v, v))
-            ax.fill_between(range(len(steps)), mean - std, mean + std, color=colour, alpha=0.07, lw=0)
-        # Chance depends only on the masks, so the runs' own rows stand in where the cascade rows lack it.
-        chance = mine["iou_chance"].dropna()
-        chance = chance if len(chance) else by_run["iou_chance"].reindex(iou.index).dropna()
-        if len(chance):
-            ax.axhline(chance.mean(), color="grey", lw=0.8, ls=":", label="chance IoU")
-        ax.set_xticks(range(len(steps)), steps, rotation=45)
-        ax.set(title=f"{dataset}, {setting_name(dataset, ratio)}: {method}", ylabel="test IoU",
-               xlabel="re-initialised from the top down to")
-    legend_below(fig, axes)
-    save(fig, out, name, written)
-
-
-def fig_sweep(trials, out, written, notes):
-    """Figure A.1: the best validation AUC found so far, per trial, for each method and sweep."""
-    if trials.empty:
-        notes.append("skip: hparam_search (Figure A.1): no final rows with a trial number (run sweep.py)")
-        return
-    keys = sorted(trials.groupby(["dataset", "ratio"]).groups)
-    fig, axes = panels(len(keys))
-    for ax, (dataset, ratio) in zip(axes, keys):
-        sel = at(trials, dataset, ratio)
-        for (variant, sweep), g in sel.groupby(["variant", "sweep_id"], sort=False):
-            g = g.sort_values("trial")
-            best = np.fmax.accumulate(g["valid_auc"].fillna(-np.inf).to_numpy())  # failed trials never improve
-            colour, ls, _ = STYLE.get(variant, ("grey", "-", "o"))
-            several = sel.loc[sel["variant"] == variant, "sweep_id"].nunique() > 1
-            label = LABELS.get(variant, variant) + (f" ({sweep})" if several else "")
-            ax.plot(g["trial"], np.where(np.isfinite(best), best, np.nan), drawstyle="steps-post",
-                    color=colour, ls=ls, label=label)
-            ax.scatter(g["trial"], g["valid_auc"], color=colour, s=12, alpha=0.6, zorder=3)  # each trial's own
-        ax.set(title=f"{dataset}, {setting_name(dataset, ratio)}", xlabel="trial",
-               ylabel="validation AUC (dots: each trial;\nline: best so far)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    legend_below(fig, axes)
-    save(fig, out, "hparam_search", written)
-
-
-def fig_xray_data(dataset, args, written, notes):
-    """Figure 1: mean training image per site (view), and mean(positive) - mean(negative) with the
-    site-label correlation (first ratio) and without it (second ratio), from the images on disk."""
-    if args.xray_data is None:
-        notes.append(f"skip: data_{dataset} (Figure 1): pass --xray-data FLAGS to read the training images")
-        return
-    parser = argparse.ArgumentParser()
-    datasets.add_arguments(parser)
-    site_means, diffs = None, []
-    for ratio in SHIFT_RATIOS[dataset]:
-        try:
-            dargs = parser.parse_args(["--dataset", dataset, "--ratio", str(ratio)] + shlex.split(args.xray_data))
-            dargs.batch_size = 16
-            cohort, train_split = xray.xray_cohort(dargs)[2], datasets.load(dargs)["train"]
-        except datasets.DataError as e:
-            notes.append(f"skip: data_{dataset} (Figure 1): {e}")
-            return
-        except SystemExit:  # argparse has printed why
-            notes.append(f"skip: data_{dataset} (Figure 1): datasets.py rejects --xray-data {args.xray_data!r}")
-            return
-        if not np.array_equal(getattr(train_split, "rows", None), cohort.splits["train"]):
-            notes.append(f"skip: data_{dataset} (Figure 1): the loaded split is not the cohort's (images left out?)")
-            return
-        site = cohort.table["site"].to_numpy()[cohort.splits["train"]]
-        sums, counts, start = 0.0, np.zeros((2, 2)), 0
-        for x, y, _ in train_split.batches(64):  # in row order, so site[start:...] belongs to this batch
-            onehot = np.zeros((len(y), 2, 2))
-            onehot[np.arange(len(y)), site[start:start + len(y)], y.numpy()] = 1
-            sums = sums + np.einsum("bsc,bhw->schw", onehot, x[:, 0].numpy())
-            counts += onehot.sum(0)
-            start += len(y)
-        if site_means is None:
-            site_means = sums.sum(1) / counts.sum(1)[:, None, None]
-        diffs.append(sums[:, 1].sum(0) / counts[:, 1].sum() - sums[:, 0].sum(0) / counts[:, 0].sum())
-    fig, axes = plt.subplots(1, 4, figsize=(TEXT_WIDTH, 2.0), layout="constrained")
-    for ax, mean, site in zip(axes, site_means, xray.SITES[dataset]):
-        ax.imshow(mean, cmap="gray")
-        ax.set_title(f"mean {site} image")
-    lim = max(np.abs(d).max() for d in diffs) or 1.0
-    for ax, diff, ratio in zip(axes[2:], diffs, SHIFT_RATIOS[dataset]):
-        im = ax.imshow(diff, cmap="PuOr", vmin=-lim, vmax=lim)
-        ax.set_title(f"positive − negative,\n{setting_name(dataset, ratio)}")
-    for ax in axes:
-        ax.set_axis_off()
-    fig.colorbar(im, ax=axes[2:], shrink=0.8, label="mean difference")
-    save(fig, args.out, f"data_{dataset}", written)
-
-
-def fig_synthetic_data(out, written):
-    """Figure 3: two images of each class from train and valid; the confounder box outlined."""
-    splits = datasets.load_synthetic(data_seed=0, ratio=1.0, n_train=32)
-    fig, axes = plt.subplots(2, 4, figsize=(TEXT_WIDTH * 0.75, 3.2), layout="constrained")
-    rows, cols = datasets.BOX_ROWS, datasets.BOX_COLS
-    for row, name in zip(axes, ("train", "valid")):
-        split = splits[name]
-        y = split.y.numpy()
-        picks = [np.flatnonzero(y == cls)[k] for cls in (0, 1) for k in (0, 1)]
-        for ax, i in zip(row, picks):
-            img = split.x[i, 0].numpy()
-            ax.imshow(img, cmap="gray")
-            ax.contour(split.mask[i, 0].numpy(), levels=[0.5], colors="#56B4E9", linewidths=0.8)
-            side = "right" if img[rows, cols["right"]].all() else "left"
-            ax.add_patch(Rectangle((cols[side].start - 1, rows.start - 1), cols[side].stop - cols[side].start + 1,
-                                   rows.stop - rows.start + 1, fill=False, edgecolor="#E69F00", lw=1.5))
-            ax.set_title(f"class {y[i]} ({y[i] + 1} cross{'es' if y[i] == 1 else ''})")
-            ax.set(xticks=[], yticks=[])
-        row[0].set_ylabel(name)
-    fig.supxlabel("orange: the confounder box (it changes side between train and valid); blue: expert mask",
-                  fontsize=7)
-    save(fig, out, "data_synthetic", written)
-
-
 # ------------------------------------------------------------------ main
 
 RESULTS_CAPTION = (
@@ -987,14 +427,20 @@ RESULTS_CAPTION = (
     "selected. Bold: beats Classification and > 0.5. Chance: AUC 0.5; IoU the mean over the setting's runs of "
     "all methods of each run's expected IoU of a uniformly random top-k map, which depends only on the masks' "
     "and images' sizes, so it is one level for every method, varying between runs only with their test images.")
+
+
 XRAY_CAPTION = (
     "{dataset}, {scoring}: test AUC at the epoch of lowest loss on the reversed (shifted) valid split (the paper's "
     "rule); then, for each saliency method scored, IoU and IoT of the map's top-k pixels (k = the mask's size) "
     "with the expert mask on the positive test images (IoP equals IoT: top-k keeps |A| = |B|), saliency scored "
     "on test images of {size} px; and the untrained network's IoU. Mean ± std over seeds (n runs). Bold: beats "
     "Classification and > 0.5. Chance: a uniformly random top-k map's expected IoU.{rows}")
+
+
 RSNA_ROWS = (" Each method's rows side by side: --empty-mask penalize, the release's (a box-less image counts as "
              "all outside its mask), and skip, our correction (no penalty, never masked).")
+
+
 RULES_CAPTION = (
     "{dataset}: test AUC at the epoch each rule selects: lowest loss or highest AUC on the reversed valid split "
     "(the test distribution: oracle selection), or lowest loss on the in-distribution valid_id split (honest: "
@@ -1005,10 +451,10 @@ RULES_CAPTION = (
 
 
 def main(args):
-    runs, epochs, cascade, trials, n_diverged = load(args)
+    runs, epochs, cascade, trials, excluded = load(args)
     os.makedirs(args.out, exist_ok=True)
     notes, written, md, tex_tables = [], [], [], []
-    notes.append(f"excluded {n_diverged} diverged run(s); {len(runs)} run(s) with status=ok")
+    notes.append(excluded_note(excluded, len(runs)))
     corr = correlations(runs, notes)
     precision_notes(runs, notes)
     for dataset in sorted(set(runs["dataset"]) | set(trials["dataset"])):
@@ -1033,26 +479,22 @@ def main(args):
                 tex_tables.append(latex(*table, " ".join([caption] + note[:1])))
         ratios = settings(runs, dataset, [], "figure")
         if ratios:
-            fig_valid_auc(runs, epochs, dataset, ratios, args.out, written, notes)
-            fig_auc_vs_iou(runs, dataset, ratios, corr, args.out, written, notes)
+            figures.fig_valid_auc(runs, epochs, dataset, ratios, args.out, written, notes)
+            figures.fig_auc_vs_iou(runs, dataset, ratios, corr, args.out, written, notes)
             if len(ratios) > 1:
-                fig_auc_vs_ratio(runs, dataset, ratios, args.out, written)
+                figures.fig_auc_vs_ratio(runs, dataset, ratios, args.out, written)
             else:
                 notes.append(f"skip: auc_vs_ratio_{dataset}: one ratio ({fmt_ratio(ratios[0])})")
             for ratio in ratios:
                 if not xray_tables:  # the X-ray datasets' maps are Figures 6-7, both ratios in one figure
-                    fig_saliency(runs, dataset, ratio, args, written, notes)
-                fig_cascade(runs, cascade, dataset, ratio, args.out, written, notes)
+                    figures.fig_saliency(runs, dataset, ratio, args, written, notes)
+                figures.fig_cascade(runs, cascade, dataset, ratio, args.out, written, notes)
         if xray_tables and has_runs:
             for empty in sorted({e for _, e in table_keys(runs, dataset, SHIFT_RATIOS[dataset])},
                                 key=lambda e: (e is not None and e != "penalize", e or "")):
-                fig_xray_maps(runs, dataset, args, written, notes, empty)
-        if dataset == "synthetic":
-            fig_synthetic_data(args.out, written)
-        elif dataset in SHIFT_RATIOS:
-            fig_xray_data(dataset, args, written, notes)
-    fig_sweep(trials, args.out, written, notes)
-    fig_auc_vs_localisation(runs, args.out, written, notes)
+                figures.fig_xray_maps(runs, dataset, args, written, notes, empty)
+    figures.fig_sweep(trials, args.out, written, notes)
+    figures.fig_auc_vs_localisation(runs, args.out, written, notes)
     if corr:
         md += ["## Test AUC vs IoU (all methods pooled, one point per run)", "",
                "Within-setting r: the same Pearson r after subtracting each setting's mean AUC and mean IoU "
@@ -1084,9 +526,8 @@ def cli(argv=None):
     args = parse_args(argv)
     try:
         main(args)
-    except results.ResultsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except errors.UsageError as e:
+        return errors.report(e)
     return 0
 
 

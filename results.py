@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 
+from errors import UsageError
+
 COLUMNS = [
     "time", "run_id", "kind", "status", "sweep_id", "trial",
     # what was trained
@@ -58,7 +60,7 @@ COLUMNS = [
 ]
 
 
-class ResultsError(ValueError):
+class ResultsError(UsageError):
     """The results file cannot be used; callers report it as a one-line error (exit 2)."""
 
 

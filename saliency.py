@@ -63,7 +63,9 @@ import torch.nn.functional as F
 
 import datasets
 import diagnostics
+import errors
 import results
+from errors import UsageError
 from models import ResNet18
 
 TARGET = 1         # the class whose logit is explained: the positive class
@@ -75,7 +77,7 @@ OCCLUSION_WINDOW = 15  # the authors' patch side (= stride) at 224x224; scaled w
 # (the `randomized` column); every layer above it stays re-initialised. The stem step "conv1"
 # takes its batch norm bn1 with it: a trained bn1 would keep normalising by the statistics of
 # features that the random conv1 no longer computes.
-CASCADE = ("fc", "layer4", "layer3", "layer2", "layer1", "conv1")
+from protocol import CASCADE  # noqa: E402  (the steps, from the top down; plots.py reads them there)
 CASCADE_MODULES = {"conv1": ("conv1", "bn1")}  # a step not listed re-initialises the module of its name
 # Which test images are scored, and at what size (--score-size, --score-images). The release trained NIH +
 # PadChest at 128 px but scored saliency on test images loaded at 224, and scored the first 25 test images of
@@ -87,6 +89,14 @@ RELEASE_PER_CELL = 25   # --score-images release: the first 25 of each site x la
 # drawn with a fixed seed so that every run of a cohort averages the same images.
 FIGURE_IMAGES = 500
 FIGURE_SEED = 0
+# Scoring's batch holds a fixed number of pixels, so that its memory does not grow with the image: 64 images
+# up to 56 px (every synthetic batch, as before), 16 at 224 px, where 64 needed about 14 GiB (bench.py --memory).
+SCORE_BATCH, SCORE_PIXELS = 64, 16 * 224 ** 2
+
+
+def score_batch(side):
+    """The batch `score` and `score_cascade` use for test images of `side` x `side` pixels (None: 64)."""
+    return SCORE_BATCH if side is None else max(1, min(SCORE_BATCH, SCORE_PIXELS // side ** 2))
 
 
 # ------------------------------------------------------------------ saliency
@@ -257,7 +267,7 @@ def top_k_localisation(s, mask, sigma=1.0):
 
     The scoring chain after the abs (sigma 0: no smoothing), shared with the
     check script that tries other ways of scoring the raw attribution
-    (results/synthetic/scoring_variants.py).
+    (python -m checks.scoring_variants).
     """
     return localisation(binarize_top_k(smooth(s, sigma), mask), mask)
 
@@ -340,8 +350,22 @@ def untrained_model(seed, architecture=ResNet18):
     ResNet18, so with the run's seed this is the very network the run
     started from: its IoU is what the same images score before any training.
     """
+    return with_weights(architecture, _untrained_weights(seed, architecture))
+
+
+def with_weights(architecture, state):
+    """`architecture()` on the CPU holding `state`, built without initialising weights it would overwrite."""
+    with torch.device("meta"):
+        net = architecture()
+    net.to_empty(device="cpu").load_state_dict(state)
+    return net
+
+
+@functools.lru_cache(maxsize=2)
+def _untrained_weights(seed, architecture):
+    """The seeded initial weights, drawn once per process: a sweep's runs of one seed share them."""
     with _seeded(seed):
-        return architecture()
+        return architecture().state_dict()
 
 
 def cascade(model, seed, architecture=ResNet18):
@@ -397,12 +421,15 @@ def score_size(config):
 
 
 def check_scoring(config):
-    """UsageError for a --score-size or --score-images that the run's dataset cannot have: said before training."""
+    """UsageError for a --score-size or --score-images (one choice, or train.py's list of them) that the run's
+    dataset cannot have: said before training."""
     score_size(config)
-    images = getattr(config, "score_images", "all")
-    if images not in SCORE_IMAGES:
-        raise UsageError(f"--score-images {images!r} is unknown; choose one of {', '.join(SCORE_IMAGES)}")
-    if images == "release" and config.dataset == "synthetic":
+    choices = getattr(config, "score_images", "all")
+    choices = [choices] if isinstance(choices, str) else choices
+    for images in choices:
+        if images not in SCORE_IMAGES:
+            raise UsageError(f"--score-images {images!r} is unknown; choose one of {', '.join(SCORE_IMAGES)}")
+    if "release" in choices and config.dataset == "synthetic":
         raise UsageError("--score-images release: the release's subset is drawn per site x label cell, which only "
                          "xray and rsna have; pass --score-images all")
 
@@ -591,7 +618,7 @@ def _read_cached(path):
         return None
 
 
-def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=None, ig_steps=IG_STEPS, *,
+def score(model, split, saliency="grad", device="cpu", batch_size=None, out_dir=None, ig_steps=IG_STEPS, *,
           untrained_seed=0, architecture=ResNet18, untrained_cache=None, box=False, score_images="all",
           score_size=None):
     """Localisation of `saliency` on the positive images of `split` that have a mask, with its baselines.
@@ -622,6 +649,7 @@ def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=No
     settings with integrated gradients costs 8 passes instead of 14.
     """
     start = time.perf_counter()
+    batch_size = batch_size or score_batch(score_size)
     subset = _subset(split, score_images)
     untrained = untrained_model(untrained_seed, architecture).to(device)
     cache = cached = None
@@ -650,7 +678,7 @@ def score(model, split, saliency="grad", device="cpu", batch_size=64, out_dir=No
     return out
 
 
-def score_cascade(model, split, saliency="grad", device="cpu", batch_size=64, ig_steps=IG_STEPS, *, seed=0,
+def score_cascade(model, split, saliency="grad", device="cpu", batch_size=None, ig_steps=IG_STEPS, *, seed=0,
                   architecture=ResNet18, box=False, score_images="all", score_size=None):
     """Yield one results dict per CASCADE step: `score`'s columns for the model randomised down to that step.
 
@@ -662,6 +690,7 @@ def score_cascade(model, split, saliency="grad", device="cpu", batch_size=64, ig
     before the next. `seed` draws the new weights (`untrained_model`): pass the run's seed.
     """
     explain = _explainer(saliency, ig_steps)
+    batch_size = batch_size or score_batch(score_size)
     subset = _subset(split, score_images)
     for step, net in cascade(model, seed, architecture):
         start = time.perf_counter()
@@ -694,10 +723,6 @@ def _write_npz(path, **arrays):
 
 
 # ------------------------------------------------------------------ command line
-
-class UsageError(ValueError):
-    """Bad input to the CLI: one line on stderr naming the flag and the fix, exit code 2."""
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Score a saved run's saliency against the expert masks.")
@@ -745,9 +770,8 @@ def load_run(run):
 
 def load_model(run, ckpt):
     """The run's trained network, on the CPU; UsageError if best.pt's weights are not a models.ResNet18."""
-    net = ResNet18()
     try:
-        net.load_state_dict(ckpt["model"])
+        net = with_weights(ResNet18, ckpt["model"])
     except RuntimeError as e:
         raise UsageError(f"--run {run}: best.pt's weights do not fit models.ResNet18 ({str(e).splitlines()[0]}); "
                          f"pass a run saved by train.py") from e
@@ -756,7 +780,7 @@ def load_model(run, ckpt):
 
 def scored_test_images(run):
     """A saved run's trained network (CPU) and the test images saliency.py scores (the positives with a mask),
-    as (net, x, mask): what the check scripts in results/ examine. UsageError or datasets.DataError on bad input."""
+    as (net, x, mask): what the check scripts in checks/ examine. UsageError or datasets.DataError on bad input."""
     ckpt = load_run(run)
     net = load_model(run, ckpt)
     test = datasets.load(argparse.Namespace(**ckpt["config"]))["test"]
@@ -878,9 +902,8 @@ def cli(argv=None):
     args = parse_args(argv)
     try:
         main(args)
-    except (UsageError, datasets.DataError, results.ResultsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except UsageError as e:
+        return errors.report(e)
     return 0
 
 

@@ -38,13 +38,6 @@ SIZE = 64                            # side of every stand-in image: small, so t
 LEVEL, SIGNAL, NOISE = 0.3, 0.3, 0.05  # grey level, signal amplitude and noise sd, as fractions of the white level
 BAND = SIZE // 8                     # the site signal's rows at the top: outside the ellipse (its top is at 6.4)
 MARKER = "STAND-INS.txt"             # in DIR: says what the files are, and that DIR may be written again
-SOURCES = {"xray": ("nih", "padchest"), "rsna": ("rsna",)}
-# The columns xray.py's readers use, per metadata file; --n-per-cell writes these rows of the listed images.
-METADATA_COLUMNS = {"nih": ["Image Index", "Finding Labels", "Patient ID"],
-                    "padchest": ["ImageID", "ImageDir", "PatientID", "ViewPosition_DICOM", "Labels"],
-                    "rsna": ["patientId", "x", "y", "width", "height", "Target"],
-                    "rsna_views": ["PatientID", "ViewPosition"]}
-KEY = {"nih": "Image Index", "padchest": "ImageID", "rsna": "patientId", "rsna_views": "PatientID"}
 
 
 def smallest_n(ratios, valid_id_fraction):
@@ -112,7 +105,8 @@ def write_dicom(path, pixels):
 
 def write_image(path, pixels, source):
     """One stand-in in its source's format: [0, 1] scaled to the source's white level."""
-    values = np.round(pixels * xray.MAXVAL[source]).astype(np.uint16 if source == "padchest" else np.uint8)
+    white = xray.SOURCES[source].white
+    values = np.round(pixels * white).astype(np.uint16 if white > 255 else np.uint8)
     if path.endswith(".dcm"):
         write_dicom(path, values)
     elif path.endswith(".jpg"):
@@ -125,7 +119,7 @@ def check_target(root):
     """Refuse a DIR whose source folders exist without our marker: they may hold the real images."""
     if os.path.isfile(os.path.join(root, MARKER)):
         return
-    taken = [s for s in ("nih", "padchest", "rsna") if os.path.exists(os.path.join(root, s))]
+    taken = [s for s in xray.SOURCES if os.path.exists(os.path.join(root, s))]
     if taken:
         raise DataError(f"--stand-in {root}: {os.path.join(root, taken[0])} exists and {root} has no {MARKER}, so "
                         f"it may hold real images; pass a new or empty folder")
@@ -133,7 +127,7 @@ def check_target(root):
 
 def write(args, root, n_per_cell=None):
     """Write the stand-ins of args.dataset under root; returns the data flags that read them."""
-    if args.dataset not in SOURCES:
+    if args.dataset not in xray.DATASET_SOURCES:
         raise DataError(f"--stand-in writes chest X-ray stand-ins; pass --dataset xray or rsna, not {args.dataset}")
     ratios = (0.9, 0.5) if args.ratio is None else (args.ratio,)  # unset: both of the paper's tables must work
     need = smallest_n(ratios, args.valid_id_fraction or 0.0)
@@ -151,13 +145,14 @@ def write(args, root, n_per_cell=None):
         chunk = table.iloc[start:start + 1024]
         pixels, _ = draw_pixels(args.dataset, chunk, SIZE, rng)
         for x, source, name, sub in zip(pixels, chunk["source"], chunk["file"], chunk["subdir"]):
-            folder = os.path.join(root, source, sub if source == "padchest" else "")  # PadChest's ImageDir folders
+            folder = os.path.join(root, source, sub)  # PadChest's ImageDir folders (the others' subdir is "")
             os.makedirs(folder, exist_ok=True)
             write_image(os.path.join(folder, name), x, source)  # one file per image: it is a file format
 
     flags = ["--dataset", args.dataset]
-    for source in SOURCES[args.dataset]:
-        flags += [xray.DIR_FLAGS[source][0], os.path.join(root, source)]
+    sources = xray.DATASET_SOURCES[args.dataset]
+    for source in sources:
+        flags += [xray.SOURCES[source].dir_flag, os.path.join(root, source)]
     if args.dataset == "rsna" and args.rsna_ext != "jpg":
         flags += ["--rsna-ext", args.rsna_ext]
     if n_per_cell is None:  # the shipped metadata: only this --data-seed's cohort is there
@@ -165,12 +160,11 @@ def write(args, root, n_per_cell=None):
     else:                   # a subset of the metadata that lists exactly these images
         names = set(table["file"])
         ids = {name.rsplit(".", 1)[0] for name in names}  # RSNA's CSVs name an image by its patientId alone
-        for meta in SOURCES[args.dataset] + (("rsna_views",) if args.dataset == "rsna" else ()):
-            flag = "--" + meta.replace("_", "-") + "-csv"
-            rows = xray._read_csv(xray._metadata(args, meta), flag, METADATA_COLUMNS[meta])
-            path = os.path.join(root, f"{meta}.csv")
-            rows[rows[KEY[meta]].isin(ids if meta.startswith("rsna") else names)].to_csv(path, index=False)
-            flags += [flag, path]
+        for meta in (meta for source in sources for meta in xray.SOURCES[source].metadata):
+            rows = xray._read_csv(xray._metadata(args, meta.name), meta)
+            path = os.path.join(root, f"{meta.name}.csv")
+            rows[rows[meta.key].isin(names | ids)].to_csv(path, index=False)  # a key is a file name or an id
+            flags += [meta.flag, path]
     if args.ratio is not None:
         flags += ["--ratio", str(args.ratio)]
     return flags, table

@@ -6,6 +6,7 @@
 
 What lives in this module, top to bottom:
 
+  0. the search space                RANGES, USES, search_space (train.TUNED holds the defaults)
   1. the search and seeds phases     Search, Seeds, Phases (optimizer.py suggests the points)
   2. one pool over every setting     run_pool, build_cache, finish
   3. launching trials                Launcher: local processes or Slurm through submitit
@@ -24,10 +25,49 @@ import numpy as np
 import torch
 
 import datasets
+import errors
 import losses
 import optimizer
 import results
+import rundir
 import train
+from errors import UsageError
+
+
+# ----------------------------------------------------------------------------
+# 0. the search space: per dataset, name -> (scale, low, high); the defaults are train.TUNED's
+
+_COMMON = {
+    "lr": ("log", 1e-5, 1e-2),
+    "lam": ("log", 1e-4, 10.0),
+    "disc_lr": ("log", 1e-4, 1e-2),
+    "disc_ratio": ("int", 2, 10),
+}
+# mask_blur (the dilation of the training masks) is searched on the synthetic task only.
+RANGES = {"synthetic": dict(_COMMON, mask_blur=("real", 0.0, 2.0)), "xray": _COMMON, "rsna": _COMMON}
+# Which hyperparameters each method uses (and the sweep searches).
+USES = {
+    "baseline": ("lr",),
+    "masked": ("lr",),
+    "actdiff": ("lr", "lam"),
+    "adversarial": ("lr", "lam", "disc_lr", "disc_ratio"),
+    "gradmask": ("lr", "lam"),
+    "rrr": ("lr", "lam"),
+}
+_noted = set()  # the datasets search_space has said it has no ranges for
+
+
+def search_space(dataset, method):
+    """The sweep's space for a method on a dataset: the RANGES of the hyperparameters it USES, and mask_blur
+    where the dataset's ranges hold it (but for the baseline, which reads no mask). A dataset without ranges
+    gets the synthetic task's, with a note the first time."""
+    if dataset not in RANGES and dataset not in _noted:
+        _noted.add(dataset)
+        print(f"note: sweep.RANGES has no search ranges for {dataset}; using the synthetic task's",
+              file=sys.stderr, flush=True)
+    ranges = RANGES.get(dataset, RANGES["synthetic"])
+    names = USES[method] + (("mask_blur",) if "mask_blur" in ranges and method != "baseline" else ())
+    return {name: ranges[name] for name in names}
 
 
 # ----------------------------------------------------------------------------
@@ -51,10 +91,6 @@ import train
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 SEARCH_PATIENCE = 20  # the release's search configs; its seeds configs trained 100 epochs with patience 100
-
-
-class UsageError(ValueError):
-    """Bad sweep flags: one line, exit code 2."""
 
 
 @dataclass
@@ -140,7 +176,7 @@ class Search:
 
     def __init__(self, setting, opts):
         self.opts, self.setting = opts, setting
-        self.space = train.search_space(setting.dataset, setting.method)
+        self.space = search_space(setting.dataset, setting.method)
         self.sweep_id = search_id(setting, opts)
         finals, unfinished = recorded(opts, self.sweep_id)
         self.observed = [(run_params(r, self.space), objective(r)) for r in finals]
@@ -220,7 +256,7 @@ class Seeds:
     unnamed = 0
 
     def __init__(self, setting, opts):
-        space = train.search_space(setting.dataset, setting.method)
+        space = search_space(setting.dataset, setting.method)
         searched = results.read_rows(opts.results, sweep_id=search_id(setting, opts))
         best = report_best(search_id(setting, opts), space, opts) if searched else None
         params = run_params(best, space) if best else {}
@@ -337,7 +373,7 @@ def summarize(ended):
 def held_elsewhere(trial):
     """True, and says so, when another process holds the trial's run directory (say, a job of an earlier sweep
     still running): that process records the trial, so it is neither failed nor retried."""
-    holder = train.lock_holder(trial.out)
+    holder = rundir.lock_holder(trial.out)
     if holder:
         print(f"skipped {trial.label()}: {trial.out} is in use by {holder}", flush=True)
     return bool(holder)
@@ -364,10 +400,7 @@ def build_cache(trial, opts, built):
         return
     print(f"{trial.label()}: preparing the {args.dataset} cache (ratio {args.ratio}, data seed "
           f"{args.data_seed}) in {args.cache}", flush=True)
-    try:
-        datasets.load(args)  # builds the cache when it is missing; when present, reads only the metadata
-    except datasets.DataError as e:
-        raise UsageError(str(e))
+    datasets.load(args)  # builds the cache when it is missing; when present, reads only the metadata
     built.add(key)
 
 
@@ -440,7 +473,7 @@ class Launcher:
         self.opts, self.running, self.executor = opts, {}, None
         # One GPU per local job, unless the user named one device for every trial (--device cuda:1 keeps its
         # meaning only if the job sees every GPU). Slurm gives each job its own GPUs.
-        device = train.parse_args(opts.passthrough).device
+        device = train.parse_args([*next(settings(opts)).train_argv(), *opts.passthrough]).device
         self.gpus = visible_gpus(os.environ, torch.cuda.device_count()) if device in ("auto", "cuda") else []
         if opts.launcher != "local":
             try:
@@ -591,11 +624,11 @@ def check_passthrough(opts):
             raise UsageError(f"{flag} is set by the sweep ({why}); drop it")
     if "search" in opts.phase:
         searched = {f"--{name.replace('_', '-')}" for setting in settings(opts)
-                    for name in train.search_space(setting.dataset, setting.method)}
+                    for name in search_space(setting.dataset, setting.method)}
         overridden = sorted(given & searched)
         if overridden:
             raise UsageError(f"{overridden[0]} is searched in --phase search, so every trial would run at the "
-                             f"value given; drop it, or narrow the range in train.RANGES")
+                             f"value given; drop it, or narrow the range in sweep.RANGES")
 
 
 def check(opts):
@@ -612,10 +645,9 @@ def check(opts):
         raise UsageError(f"--mem {opts.mem!r} is not a memory size sbatch takes; pass e.g. 16G or 16000M")
     slurm_extra(opts.slurm_extra)
     try:
-        train.resolve(train.parse_args(["--results", opts.results, *opts.passthrough]))
+        for setting in settings(opts):  # each with its dataset: --score-images release, say, is X-ray's only
+            train.resolve(train.parse_args(["--results", opts.results, *setting.train_argv(), *opts.passthrough]))
         results.check_file(opts.results)
-    except (train.UsageError, results.ResultsError) as e:
-        raise UsageError(str(e))
     except SystemExit:  # argparse already printed which flag it did not understand
         raise UsageError("a flag passed through to train.py was not understood (see above)")
 
@@ -635,9 +667,8 @@ def main(argv=None):
                 plan.preview()
         else:
             run_pool(plans, opts, Launcher(opts))
-    except (UsageError, results.ResultsError) as e:  # the latter: e.g. a results file on a filesystem without locks
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except UsageError as e:  # results.ResultsError too: e.g. a results file on a filesystem without locks
+        return errors.report(e)
     return 0
 
 

@@ -2,25 +2,22 @@
 
     python train.py --dataset synthetic --method actdiff --seed 3
 
-Read top to bottom: the hyperparameter table (the paper's tuned defaults and
-the search ranges the sweep reads), argument parsing, then ``main``: load the
-data, build the ResNet-18 and the method, train with Adam, evaluate the
-reversed valid split and the in-distribution valid_id split after every
-epoch (and test, at epochs that a selection rule could pick), keep the epoch
-with the lowest validation cross-entropy from epoch ``--burn-in`` on (the
-paper's early-stopping rule), stop after ``--patience`` eligible epochs
-without improvement, and append one ``epoch`` row per epoch and one
-``final`` row per run to the shared results file.
+Read top to bottom: the paper's tuned hyperparameters (sweep.py holds the search
+ranges), argument parsing, then ``main``: load the data, build the ResNet-18 and
+the method, train with Adam, evaluate the reversed valid split and the
+in-distribution valid_id split after every epoch (and test, at epochs that a
+selection rule could pick), keep the epoch with the lowest validation cross-entropy
+from epoch ``--burn-in`` on (the paper's early-stopping rule), stop after
+``--patience`` eligible epochs without improvement, and append one ``epoch`` row
+per epoch and one ``final`` row per run to the shared results file. rundir.py
+keeps the run directory: lock, checkpoints, best weights.
 """
 import argparse
-import fcntl
 import json
 import os
 import random
-import socket
 import sys
 import time
-import uuid
 
 import numpy as np
 import torch
@@ -28,42 +25,28 @@ from tqdm import tqdm
 
 import datasets
 import diagnostics
+import errors
 import losses
 import memory
+import protocol
 import results
+import rundir
 import saliency
 from diagnostics import auc
+from errors import UsageError
 from models import ResNet18
+from protocol import PROBE_EPOCHS
 
 # ------------------------------------------------------------------ hyperparameters
-# Search ranges (sweep.py reads these): name -> (scale, low, high).
-RANGES = {
-    "lr": ("log", 1e-5, 1e-2),
-    "lam": ("log", 1e-4, 10.0),
-    "disc_lr": ("log", 1e-4, 1e-2),
-    "disc_ratio": ("int", 2, 10),
-    "mask_blur": ("real", 0.0, 2.0),
-}
-# Which hyperparameters each method uses (and the sweep searches).
-USES = {
-    "baseline": ("lr",),
-    "masked": ("lr",),
-    "actdiff": ("lr", "lam"),
-    "adversarial": ("lr", "lam", "disc_lr", "disc_ratio"),
-    "gradmask": ("lr", "lam"),
-    "rrr": ("lr", "lam"),
-}
 # Values for a hyperparameter a table entry below does not set.
 FALLBACK = {"lr": 1e-3, "lam": 1.0, "disc_lr": 1e-2, "disc_ratio": 10, "mask_blur": 0.0}
-# The paper's tuned values, per (dataset, ratio) and method.
+# The paper's tuned values, per (dataset, ratio) and method (sweep.py holds the search ranges).
 TUNED = {
     ("synthetic", 1.0): {
-        "baseline": dict(lr=3.11e-4, mask_blur=0.818),
-        "masked": dict(lr=3.11e-4, mask_blur=0.818),
+        "baseline": dict(lr=3.11e-4, mask_blur=0.818), "masked": dict(lr=3.11e-4, mask_blur=0.818),
         "actdiff": dict(lr=3.11e-4, lam=1.0, mask_blur=0.818),
         "adversarial": dict(lr=3.71e-4, lam=10.0, disc_lr=1e-2, disc_ratio=10, mask_blur=0.640),
-        "gradmask": dict(lr=1e-2, lam=0.203, mask_blur=1.0),
-        "rrr": dict(lr=1e-5, lam=10.0, mask_blur=0.0),
+        "gradmask": dict(lr=1e-2, lam=0.203, mask_blur=1.0), "rrr": dict(lr=1e-5, lam=10.0, mask_blur=0.0),
     },
     ("xray", 0.9): {
         "baseline": dict(lr=9.99e-3), "masked": dict(lr=1e-2), "actdiff": dict(lr=5.83e-4, lam=1.0),
@@ -91,21 +74,13 @@ TUNED = {
 def tuned_setting(dataset, ratio):
     """The TUNED key for a dataset: the tuned ratio closest to `ratio`."""
     keys = [k for k in TUNED if k[0] == dataset]
+    if not keys:
+        raise UsageError(f"--dataset {dataset}: train.TUNED has no tuned hyperparameters for it; add its "
+                         f"(dataset, ratio) entries (CONTRIBUTING.md, 'Adding a dataset')")
     return min(keys, key=lambda k: abs(k[1] - ratio))
 
 
-def search_space(dataset, method):
-    """The sweep's space for a method: its hyperparameters' RANGES (+ mask blur on synthetic)."""
-    names = USES[method] + (("mask_blur",) if dataset == "synthetic" and method != "baseline" else ())
-    return {name: RANGES[name] for name in names}
-
-
 # ------------------------------------------------------------------ arguments
-PROBE_EPOCHS = (1, 2, 5, 10, 20, 50)  # early epochs of several methods still read the synthetic box
-
-class UsageError(ValueError):
-    """A bad flag value: reported as one line naming the flag and the fix, exit code 2."""
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -125,8 +100,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the paper's tuned value)")
     p.add_argument("--lam", type=float, default=None, help="weight of the method's penalty")
     p.add_argument("--disc-lr", type=float, default=None, help="adversarial: the discriminator's learning rate")
-    p.add_argument("--disc-ratio", type=int, default=None,
-                   help="adversarial: discriminator steps per encoder step")
+    p.add_argument("--disc-ratio", type=int, default=None, help="adversarial: discriminator steps per encoder step")
     p.add_argument("--mask-fill", choices=("shuffle", "zero"), default="shuffle",
                    help="masked: shuffle the outside pixels (paper's text) or zero them (its tables)")
     p.add_argument("--empty-mask", choices=("skip", "penalize"), default=None,
@@ -141,10 +115,11 @@ def parse_args(argv=None):
                    help=f"side of the test images saliency is scored on (default {saliency.SCORE_SIZE} on xray and "
                         f"rsna whatever --image-size, as the release scored; 'train': the training size; synthetic: "
                         f"always {datasets.SIZE})")
-    p.add_argument("--score-images", choices=saliency.SCORE_IMAGES, default="all",
+    p.add_argument("--score-images", nargs="+", choices=saliency.SCORE_IMAGES, default=["all"],
                    help="which test images saliency is scored on: all = every positive with a mask (the paper's "
                         f"text); release = the first {saliency.RELEASE_PER_CELL} of each site x label cell, then the "
-                        "positives with a mask among them (the release's 50; xray and rsna only)")
+                        "positives with a mask among them (the release's 50; xray and rsna only). The final row uses "
+                        "the first; each further one adds a kind=saliency row as saliency.py does (all release)")
     p.add_argument("--probes", action=argparse.BooleanOptionalAction, default=True,
                    help=f"at epochs {', '.join(map(str, PROBE_EPOCHS))}, also record a kind=probe row: the model "
                         f"as it is then, measured like the final row (saliency, shortcut diagnostics)")
@@ -170,7 +145,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     try:  # a scoring the dataset cannot have is said now, not after training
         saliency.check_scoring(args)
-    except saliency.UsageError as e:
+    except UsageError as e:
         p.error(str(e))
     return args
 
@@ -197,7 +172,8 @@ def resolve(args):
               ("epochs", args.epochs >= 1, "pass at least 1"),
               ("patience", args.patience >= 1, "pass at least 1"),
               ("burn-in", args.burn_in >= 1, "pass at least 1 (1 = every epoch can be selected)"),
-              ("batch-size", args.batch_size >= 2, "pass at least 2")]
+              ("batch-size", args.batch_size >= 2, "pass at least 2"),
+              ("checkpoint-every", args.checkpoint_every >= 0, "pass seconds >= 0 (0 = after every epoch)")]
     for flag, ok, fix in checks:
         if not ok:
             raise UsageError(f"--{flag} {getattr(args, flag.replace('-', '_'))} is invalid; {fix}")
@@ -207,9 +183,6 @@ def resolve(args):
         raise UsageError(f"--device {args.device}: CUDA is not available here; pass --device cpu or auto")
     if args.deterministic is None:
         args.deterministic = not args.device.startswith("cuda")
-    if args.checkpoint_every < 0:
-        raise UsageError(f"--checkpoint-every {args.checkpoint_every} is invalid; pass seconds >= 0 "
-                         f"(0 = after every epoch)")
     return args
 
 
@@ -321,176 +294,15 @@ def measure(net, test, args, device, out_dir=None, untrained_cache=None):
     size = saliency.score_size(args)
     return dict(saliency.score(net, saliency.scoring_split(args, test, size), args.saliency, device, out_dir=out_dir,
                                untrained_seed=args.seed, untrained_cache=untrained_cache, box=synthetic,
-                               score_images=getattr(args, "score_images", "all"), score_size=size),
+                               score_images=args.score_images[0], score_size=size),
                 **diagnostics.shortcut(net, test, synthetic, device))
 
 
 def check_splits(splits):
-    for name, split in splits.items():
-        if name == "valid_id" and len(split) == 0:  # X-ray's default: no valid_id (--valid-id-fraction 0)
-            continue
-        if len(torch.unique(split.y)) != 2:
+    for name, split in splits.items():  # an empty valid_id is X-ray's default (--valid-id-fraction 0)
+        if (name != "valid_id" or len(split)) and len(torch.unique(split.y)) != 2:
             raise datasets.DataError(f"the {name} split holds only one class, so its AUC is undefined; "
                                      f"check the data or use a larger split")
-
-
-# ------------------------------------------------------------------ the run directory: lock, checkpoints
-CHECKPOINT = "checkpoint.pt"
-BEST = "best.pt"
-LOCK = ".lock"
-# May differ between a run and its resumption.
-NOT_CONFIG = {"resume", "device", "results", "out", "test_every_epoch", "checkpoint_every", "probes"}
-
-
-class RunLock:
-    """An exclusive flock on <run dir>/.lock for the life of a run: one process per run directory.
-
-    A restarted sweep (a Slurm requeue, a second terminal) would otherwise start
-    a second --resume of a run that is still going, and the two would overwrite
-    each other's checkpoints. The kernel drops the lock when its holder dies,
-    SIGKILL included, so a killed run never leaves its directory locked.
-    """
-
-    def __init__(self, out):
-        self.out, self.path, self.file = out, os.path.join(out, LOCK), None
-
-    def __enter__(self):
-        self.file = open(self.path, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.close()
-            raise UsageError(f"--out {self.out} is in use by {lock_holder(self.out) or 'another process'}; "
-                             f"wait for that run to end, or pass another --out")
-        except OSError as e:
-            self.file.close()
-            raise UsageError(f"--out {self.out}: its filesystem does not support file locks ({e.strerror}); "
-                             f"put run directories on a local disk or a filesystem with locks")
-        self.file.truncate(0)
-        self.file.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
-        self.file.flush()
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
-
-
-def lock_holder(out):
-    """Who holds run directory `out` ("pid P on host H"), or None when no run holds it."""
-    try:
-        with open(os.path.join(out, LOCK)) as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return f.read().strip() or "another process"
-            except OSError:  # no locks on this filesystem: RunLock will say so
-                return None
-            fcntl.flock(f, fcntl.LOCK_UN)
-            return None
-    except FileNotFoundError:
-        return None
-
-
-def save_atomic(obj, path):
-    """torch.save to a temporary file, fsync, rename: a kill leaves either the old file or the new one."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def rng_states(generator):
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "batches": generator.get_state()}
-
-
-def set_rng_states(states, generator):
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    generator.set_state(states["batches"])
-
-
-def save_best(net, args, epoch, out, run_id):
-    """The new best weights, as a candidate: <out>/best-e<epoch>.pt.next until a checkpoint records
-    that epoch as the best (`promote_best`). Writing best.pt itself here could leave it ahead of
-    the checkpoint after a kill; a resumed run would then hold the wrong best weights."""
-    save_atomic({"model": net.state_dict(), "config": vars(args), "epoch": epoch, "run_id": run_id},
-                os.path.join(out, f"best-e{epoch}.pt.next"))
-
-
-def promote_best(out, best_epoch):
-    """Make the candidate of `best_epoch` best.pt; delete other candidates (from epochs a kill undid)."""
-    for name in os.listdir(out):
-        if name.startswith("best-e") and name.endswith(".pt.next"):
-            path = os.path.join(out, name)
-            if best_epoch is not None and name == f"best-e{best_epoch}.pt.next":
-                os.replace(path, os.path.join(out, BEST))
-            else:
-                os.remove(path)
-
-
-def checkpoint_run_id(out):
-    """The run id in the run directory's checkpoint (None without one), read without loading the weights."""
-    try:
-        return torch.load(os.path.join(out, CHECKPOINT), map_location="cpu", weights_only=False, mmap=True)["run_id"]
-    except (OSError, RuntimeError, KeyError):
-        return None
-
-
-def load_checkpoint(out, args):
-    """The run directory's checkpoint (None if there is none); refuses another configuration."""
-    path = os.path.join(out, CHECKPOINT)
-    if not os.path.exists(path):
-        return None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        config = ckpt["config"]
-    except Exception as e:  # a truncated or foreign file: say which, never a deep torch trace
-        raise UsageError(f"--resume: {path} does not load ({type(e).__name__}); delete it to start the run over")
-    # A flag newer than the checkpoint (absent from its config) is not a difference.
-    differs = sorted(k for k in config if k not in NOT_CONFIG and config[k] != getattr(args, k, None))
-    if differs:
-        raise UsageError(f"--resume: {out} holds a run with another configuration ({', '.join(differs)} "
-                         f"differ); pass the same flags or another --out")
-    return ckpt
-
-
-def prepare_paths(args):
-    """Check, before anything is written, that the results file and the run directory are usable."""
-    results.check_file(args.results)
-    for flag, folder in (("--results", os.path.dirname(os.path.abspath(args.results))),
-                         ("--out", args.out)):
-        if folder is None:
-            continue
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except FileExistsError:
-            raise UsageError(f"{flag}: {folder} is a file, not a directory; pass a writable path")
-        except OSError as e:
-            raise UsageError(f"{flag}: cannot create {folder} ({e.strerror}); pass a writable path")
-        if not os.access(folder, os.W_OK):
-            raise UsageError(f"{flag}: {folder} is not writable; pass a writable path")
-    if args.resume and not args.out:
-        raise UsageError("--resume needs --out RUN_DIR: the run directory to continue")
-
-
-def record(args, row, recorded):
-    """Append a row unless this (kind, epoch) of the run is already in the results file (resumed runs)."""
-    key = (row["kind"], str(row.get("epoch") or ""))
-    if key not in recorded:
-        results.append_row(args.results, row)
-        recorded.add(key)
-
-
-def now():
-    return time.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 # ------------------------------------------------------------------ the run
@@ -498,38 +310,27 @@ def now():
 def main(args):
     """Train as `args` says; returns the final row (a dict). Raises UsageError/DataError on bad input."""
     args = resolve(args)
-    prepare_paths(args)
+    rundir.prepare_paths(args)
     splits = datasets.load(args)
     check_splits(splits)
-    run_id = f"{args.dataset}-{args.method}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    out = args.out or os.path.join(os.path.dirname(args.results) or ".", "runs", run_id)
-    os.makedirs(out, exist_ok=True)
-    with RunLock(out):  # held until the run returns or dies
+    out, run_id = rundir.new_run(args)
+    with rundir.RunLock(out):  # held until the run returns or dies
         try:
-            return run(args, splits, out, run_id)
+            return run(args, splits, rundir.RunDir(out, args, run_id))
         except Exception as e:
             if not memory.is_out_of_memory(e):
                 raise
-            return memory.out_of_memory(e, args, out, checkpoint_run_id(out) or run_id)
+            return memory.out_of_memory(e, args, out, rundir.checkpoint_run_id(out) or run_id)
 
 
-def run(args, splits, out, run_id):
+def run(args, splits, run_dir):
     """The run itself, in a locked run directory: resume or start, train, select, score, record."""
-    ckpt = load_checkpoint(out, args) if args.resume else None
-    if ckpt:
-        run_id = ckpt["run_id"]
-        promote_best(out, (ckpt.get("state", {}).get("best") or {}).get("epoch"))  # finish what a kill interrupted
-    # An oom row is not the run's end: resumed, the run records its own final row.
-    recorded = {(r["kind"], r["epoch"]) for r in results.read_rows(args.results, run_id=run_id)
-                if r["status"] != "oom"} if ckpt else set()
-    if ckpt and "final" in ckpt:
-        record(args, ckpt["final"], recorded)
+    ckpt = run_dir.resume()
+    out, run_id = run_dir.out, run_dir.run_id
+    if ckpt and "final" in ckpt:  # its final row again if a kill lost it, then any --score-images row missing
+        run_dir.record(ckpt["final"])
         print(f"{out} finished already (selected epoch {ckpt['final']['selected_epoch']}); nothing to do")
-        return ckpt["final"]
-    if ckpt is None:
-        # Written before any row: a run killed ahead of its first epoch checkpoint resumes under the
-        # same run_id, so the rows it already appended are recognised rather than written again.
-        save_atomic({"config": vars(args), "run_id": run_id}, os.path.join(out, CHECKPOINT))
+        return score_more(args, run_dir, ckpt["final"])
     print("config:", json.dumps(dict(vars(args), run_id=run_id, out=out)), flush=True)
 
     seed_everything(args.seed, args.deterministic)
@@ -540,29 +341,15 @@ def run(args, splits, out, run_id):
     opt = losses.adam(net.parameters(), args.lr)
     method = losses.build(args.method, args, device)
     generator = torch.Generator().manual_seed(args.seed)  # the batch order
-    # Early-stopping state: everything a resumed run needs to continue exactly where it stopped.
-    # The best weights are not part of it: they are in best.pt (see save_best).
-    initial = {"epoch": 0, "best": None, "since_best": 0, "status": "ok", "elapsed": 0.0,
-               "max_valid_auc": -1.0, "min_valid_id_loss": float("inf")}
-    state = dict(initial)
-    if ckpt and "model" in ckpt:
-        net.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["opt"])
-        if hasattr(method, "load_state_dict"):
-            method.load_state_dict(ckpt["method"])
-        set_rng_states(ckpt["rng"], generator)
-        state = dict(initial, **ckpt["state"])  # checkpoints from before a key keep its initial value
-        legacy = state.pop("best_weights", None)  # where checkpoints kept them before best.pt was written early
-        if legacy is not None:
-            save_atomic({"model": legacy, "config": vars(args), "epoch": state["best"]["epoch"], "run_id": run_id},
-                        os.path.join(out, BEST))
-        print(f"resuming {out} after epoch {state['epoch']}", flush=True)
-
+    # Early-stopping state: everything a resumed run needs to continue exactly where it stopped (a checkpoint from
+    # before a key keeps its initial value). The best weights are not part of it: they are in best.pt (save_best).
+    state = {"epoch": 0, "best": None, "since_best": 0, "status": "ok", "elapsed": 0.0,
+             "max_valid_auc": -1.0, "min_valid_id_loss": float("inf"),
+             **run_dir.restore(ckpt, net, opt, method, generator)}
     base = dict(results.config_columns(args), **results.environment(device, args.deterministic), run_id=run_id, run_dir=out,
                 precision=args.amp, sweep_id=args.sweep_id, trial=args.trial,
                 n_bad_images=getattr(splits["train"], "n_bad_images", None))  # X-ray: what --skip-bad-images left out
     start = time.time() - state["elapsed"]
-    last_checkpoint = time.time()
     stop = state["since_best"] >= args.patience or state["status"] != "ok"
     for epoch in range(state["epoch"] + 1, args.epochs + 1):
         if stop:
@@ -582,7 +369,7 @@ def run(args, splits, out, run_id):
         # paper's, ours), the first highest valid AUC (plots.py's second column), both on the reversed
         # valid split, i.e. the test distribution; and the lowest in-distribution valid_id loss (plots.py's
         # third, the rule a practitioner without a shifted split could use).
-        eligible = epoch >= args.burn_in or epoch == args.epochs
+        eligible = protocol.eligible(epoch, args.epochs, args.burn_in)
         best_loss = eligible and (state["best"] is None or valid["loss"] < state["best"]["valid_loss"])
         best_auc = eligible and valid["auc"] > state["max_valid_auc"]
         best_id = eligible and bool(valid_id) and valid_id["loss"] < state["min_valid_id_loss"]
@@ -598,7 +385,7 @@ def run(args, splits, out, run_id):
                    train_loss=train.get("loss"), train_ce=train.get("ce"), train_penalty=train.get("penalty"),
                    train_disc=train.get("disc"), **{f"valid_{k}": v for k, v in valid.items()},
                    **{f"valid_id_{k}": v for k, v in valid_id.items()},
-                   **{f"test_{k}": v for k, v in test.items()}, time=now())
+                   **{f"test_{k}": v for k, v in test.items()}, time=rundir.now())
         print(f"epoch {epoch}: train {train.get('loss', float('nan')):.4f}  valid loss {valid['loss']:.4f} "
               f"auc {valid['auc']:.3f}  valid_id auc " + (f"{valid_id['auc']:.3f}" if valid_id else "-")
               + "  test auc " + (f"{test['auc']:.3f}" if test else "-"), flush=True)
@@ -610,36 +397,40 @@ def run(args, splits, out, run_id):
         state.update(epoch=epoch, elapsed=time.time() - start)
         # The row first, then the weights and the checkpoint: a kill in between re-runs the epochs
         # since the last checkpoint, whose rows are then skipped and whose weights come out the same.
-        record(args, row, recorded)
-        if args.probes and epoch in PROBE_EPOCHS and ("probe", str(epoch)) not in recorded:
+        run_dir.record(row)
+        if args.probes and epoch in PROBE_EPOCHS and not run_dir.has("probe", epoch):
             test = test or evaluate(net, splits["test"], args.batch_size, device, args.amp)
-            record(args, dict(row, kind="probe", **{f"test_{k}": v for k, v in test.items()},
-                              **measure(net, splits["test"], args, device,
-                                        untrained_cache=os.path.join(out, "untrained-saliency"))), recorded)
+            run_dir.record(dict(row, kind="probe", **{f"test_{k}": v for k, v in test.items()},
+                                **measure(net, splits["test"], args, device,
+                                          untrained_cache=os.path.join(out, "untrained-saliency"))))
         if best_loss:
-            save_best(net, args, epoch, out, run_id)
-        if stop or epoch == args.epochs or time.time() - last_checkpoint >= args.checkpoint_every:
-            save_atomic({"config": vars(args), "run_id": run_id, "model": net.state_dict(), "opt": opt.state_dict(),
-                         "method": method.state_dict() if hasattr(method, "state_dict") else None,
-                         "rng": rng_states(generator), "state": state}, os.path.join(out, CHECKPOINT))
-            promote_best(out, state["best"] and state["best"]["epoch"])
-            last_checkpoint = time.time()
+            run_dir.save_best(net, epoch)
+        run_dir.checkpoint(net, opt, method, generator, state, last=stop or epoch == args.epochs)
 
     best = state["best"]
     final = dict(best or base, kind="final", status=state["status"], selected_epoch=best and best["epoch"],
-                 seconds=round(time.time() - start, 3), time=now())
+                 seconds=round(time.time() - start, 3), time=rundir.now())
     if best is not None:
         if state["status"] != "ok":  # diverged: the loop left before its checkpoint
-            promote_best(out, best["epoch"])
-        net.load_state_dict(torch.load(os.path.join(out, BEST), map_location=device, weights_only=True)["model"])
+            run_dir.promote_best(best["epoch"])
+        run_dir.load_best(net, device)
         # Does the selected model look at the right pixels, and does it use the shortcut?
         final.update(measure(net, splits["test"], args, device, out_dir=out))
-    record(args, final, recorded)
-    # A finished run keeps only a small marker: a later --resume sees it and does nothing.
-    save_atomic({"config": vars(args), "run_id": run_id, "final": final}, os.path.join(out, CHECKPOINT))
+    run_dir.finish(final)  # the final row, then the marker a later --resume finds
     print(f"done ({final['status']}): selected epoch {final['selected_epoch']}, valid AUC "
           f"{final.get('valid_auc')}, test AUC {final.get('test_auc')}\nresults row -> {args.results}"
-          + (f"\ncheckpoint -> {os.path.join(out, 'best.pt')}" if best else ""), flush=True)
+          + (f"\ncheckpoint -> {os.path.join(out, rundir.BEST)}" if best else ""), flush=True)
+    return score_more(args, run_dir, final)
+
+
+def score_more(args, run_dir, final):
+    """--score-images all release: one kind=saliency row of the selected model per choice after the first (the
+    final row's), as `saliency.py --run OUT --score-images CHOICE` appends it; returns `final`. Run after the
+    marker is written and by every --resume of the finished run: a kill before these rows loses none."""
+    for images in dict.fromkeys(args.score_images[1:]) if final["selected_epoch"] is not None else ():
+        if images != args.score_images[0] and not run_dir.scored(images, args.saliency):
+            saliency.main(saliency.parse_args(["--run", run_dir.out, "--score-images", images, "--saliency",
+                                               args.saliency, "--results", args.results, "--device", args.device]))
     return final
 
 
@@ -649,9 +440,8 @@ def cli(argv=None):
     args = parse_args(argv)
     try:
         final = main(args)
-    except (UsageError, datasets.DataError, results.ResultsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except UsageError as e:
+        return errors.report(e)
     return {"diverged": 3, "oom": 4}.get(final["status"], 0)
 
 

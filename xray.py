@@ -20,6 +20,7 @@ import os
 import shlex
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -30,10 +31,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-
-class DataError(ValueError):
-    """Bad data or data location; train.py turns it into a one-line error, exit 2."""
-
+from errors import DataError  # bad data or a bad data location: one line naming the fix, exit 2
 
 # Cells are ordered [site 0 negative, site 0 positive, site 1 negative, site 1 positive].
 SITES = {"xray": ("NIH", "PadChest"), "rsna": ("PA", "AP")}
@@ -52,37 +50,80 @@ IMAGE_SIZE = {"xray": 128, "rsna": 224}
 # Images without a mask (RSNA negatives): the release masked them as all outside (penalize); the ellipse
 # leaves no xray image without one.
 EMPTY_MASK = {"xray": "skip", "rsna": "penalize"}
-MAXVAL = {"nih": 255, "padchest": 65535, "rsna": 255}  # torchxrayvision's white level per source
+DATASET_SOURCES = {"xray": ("nih", "padchest"), "rsna": ("rsna",)}  # the SOURCES (below) each dataset draws from
 RSNA_FRAME = 1024  # RSNA boxes are pixel coordinates of the released 1024x1024 images
-SHIPPED = {"nih": "Data_Entry_2017_v2020.csv.gz",
-           "padchest": "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz",
-           "rsna": "kaggle_stage_2_train_labels.csv.zip",
-           "rsna_views": "kaggle_stage_2_train_images_dicom_headers.csv.gz"}
-DIR_FLAGS = {"nih": ("--nih-dir", "NIH_DIR"), "padchest": ("--padchest-dir", "PADCHEST_DIR"),
-             "rsna": ("--rsna-dir", "RSNA_DIR")}
-EXPECTED = {"nih": "the ChestX-ray8 PNGs named by Data_Entry_2017's 'Image Index' (00000001_000.png, ...), "
-                   "flat or in images_NNN/images/",
-            "padchest": "the PadChest PNGs named by the CSV's ImageID, flat or in their ImageDir subfolders",
-            "rsna": "the RSNA Pneumonia images <patientId>.{ext} (stage_2_train_images)"}
 CACHE_VERSION = "xray-cache-v1"  # bump when the preprocessing below changes
 
 
-# ------------------------------------------------------------ metadata
+# ------------------------------------------------------------ sources
 
-def _metadata(args, source):
-    """The CSV to read for a source: the --*-csv override, else the copy torchxrayvision ships."""
-    override = getattr(args, {"rsna_views": "rsna_views_csv"}.get(source, f"{source}_csv"), None)
+@dataclass(frozen=True)
+class Metadata:
+    """A metadata CSV: the copy torchxrayvision ships, which --<name>-csv overrides, and what is read of it."""
+    name: str       # "nih", ..., "rsna_views": the flag is --nih-csv, ..., --rsna-views-csv
+    shipped: str    # the file in torchxrayvision's data/ folder
+    columns: tuple  # the columns the reader uses (and --stand-in --n-per-cell writes)
+    key: str        # the column naming an image: its file name, or (RSNA) the file name without the extension
+    help: str
+
+    @property
+    def flag(self):
+        return "--" + self.name.replace("_", "-") + "-csv"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source of chest X-ray images, described once: its metadata, its folder and files, its pixels,
+    and where to download it."""
+    read: Callable      # args -> its candidate images (source, file, subdir, patient, site, y, boxes)
+    metadata: tuple     # the Metadata CSVs `read` reads
+    white: int          # torchxrayvision's white level: the pixels run 0..white (255: 8-bit, 65535: 16-bit)
+    dir_flag: str       # the flag naming its folder, by default the environment variable `env`
+    env: str
+    layout: str         # what that folder holds, in --help, errors and --plan ({ext}: --rsna-ext)
+    title: str          # --plan: its name, official page, the step that gives access and the download
+    page: str
+    access: str
+    download: str       # public figures, approximate
+    units: str          # what `unit` counts
+    unit: Callable      # its candidates (a DataFrame) -> the number of the download unit holding each
+    unit_name: str      # a unit's name from its number
+    plan_flags: tuple = ()  # the flags that read its official download as it comes
+    plan_note: str = ""     # the plan's last word on its files
+
+
+NIH_CSV = Metadata("nih", "Data_Entry_2017_v2020.csv.gz", ("Image Index", "Finding Labels", "Patient ID"),
+                   "Image Index",
+                   "another release of NIH's Data_Entry_2017 (default: torchxrayvision's v2020 copy)")
+PADCHEST_CSV = Metadata("padchest", "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz",
+                        ("ImageID", "ImageDir", "PatientID", "ViewPosition_DICOM", "Labels"), "ImageID",
+                        "PadChest labels CSV (default: torchxrayvision's copy)")
+RSNA_CSV = Metadata("rsna", "kaggle_stage_2_train_labels.csv.zip",
+                    ("patientId", "x", "y", "width", "height", "Target"), "patientId",
+                    "RSNA stage 2 train labels, one row per box (default: torchxrayvision's copy)")
+RSNA_VIEWS_CSV = Metadata("rsna_views", "kaggle_stage_2_train_images_dicom_headers.csv.gz",
+                          ("PatientID", "ViewPosition"), "PatientID",
+                          "RSNA DICOM headers with PatientID, ViewPosition (default: torchxrayvision's copy)")
+
+
+def _metadata(args, name):
+    """The path of the metadata CSV `name` (a Metadata's): its --*-csv override, else the copy torchxrayvision
+    ships."""
+    meta = METADATA[name]
+    override = getattr(args, f"{name}_csv", None)
     if override:
         return override
     spec = importlib.util.find_spec("torchxrayvision")
     if spec is None:
-        raise DataError(f"--{source.replace('_', '-')}-csv is not set and torchxrayvision (which ships "
-                        f"{SHIPPED[source]}) is not installed; pip install -r requirements.txt")
-    return os.path.join(list(spec.submodule_search_locations)[0], "data", SHIPPED[source])
+        raise DataError(f"{meta.flag} is not set and torchxrayvision (which ships "
+                        f"{meta.shipped}) is not installed; pip install -r requirements.txt")
+    return os.path.join(list(spec.submodule_search_locations)[0], "data", meta.shipped)
 
 
-def _read_csv(path, flag, columns):
+def _read_csv(path, meta):
+    """The columns of the Metadata `meta` from the CSV at path."""
     import pandas as pd
+    flag, columns = meta.flag, meta.columns
     if not os.path.isfile(path):
         raise DataError(f"{flag} {path}: no such file; pass the metadata CSV (or leave {flag} unset to use "
                         f"torchxrayvision's copy)")
@@ -100,10 +141,10 @@ def _labels_of(series, sep):
     return series.fillna("[]").map(lambda s: {t.strip(" '\"") for t in s.strip("[]").split(",")})
 
 
-def read_nih(path):
+def read_nih(args):
     """NIH ChestX-ray8, every view: positive = 'Cardiomegaly' among the findings, healthy = 'No Finding'."""
     import pandas as pd
-    df = _read_csv(path, "--nih-csv", ["Image Index", "Finding Labels", "Patient ID"])
+    df = _read_csv(_metadata(args, "nih"), NIH_CSV)
     labels = _labels_of(df["Finding Labels"], "|")
     pos = labels.map(lambda s: "Cardiomegaly" in s).to_numpy(bool)
     neg = labels.map(lambda s: s == {"No Finding"}).to_numpy(bool)
@@ -113,11 +154,11 @@ def read_nih(path):
                          "site": 0, "y": pos[keep].astype(np.int64), "boxes": None})
 
 
-def read_padchest(path):
+def read_padchest(args):
     """PadChest PA images (ViewPosition_DICOM contains POSTEROANTERIOR): positive = 'cardiomegaly' among
     the labels, healthy = the label 'normal' itself (not 'abnormal foreign body'); both -> positive."""
     import pandas as pd
-    df = _read_csv(path, "--padchest-csv", ["ImageID", "ImageDir", "PatientID", "ViewPosition_DICOM", "Labels"])
+    df = _read_csv(_metadata(args, "padchest"), PADCHEST_CSV)
     df = df[df["ViewPosition_DICOM"].fillna("").str.contains("POSTEROANTERIOR", regex=False)]
     labels = _labels_of(df["Labels"], ",")
     pos = labels.map(lambda s: "cardiomegaly" in s).to_numpy(bool)
@@ -129,11 +170,13 @@ def read_padchest(path):
                          "site": 1, "y": pos[keep].astype(np.int64), "boxes": None})
 
 
-def read_rsna(labels_path, views_path, ext):
-    """RSNA Pneumonia (one row per box in the labels CSV) joined with the DICOM headers' ViewPosition."""
+def read_rsna(args):
+    """RSNA Pneumonia (one row per box in the labels CSV) joined with the DICOM headers' ViewPosition; the
+    images are <patientId>.<--rsna-ext>."""
     import pandas as pd
-    rows = _read_csv(labels_path, "--rsna-csv", ["patientId", "x", "y", "width", "height", "Target"])
-    views = _read_csv(views_path, "--rsna-views-csv", ["PatientID", "ViewPosition"])
+    labels_path, views_path, ext = _metadata(args, "rsna"), _metadata(args, "rsna_views"), args.rsna_ext
+    rows = _read_csv(labels_path, RSNA_CSV)
+    views = _read_csv(views_path, RSNA_VIEWS_CSV)
     image = rows.groupby("patientId", sort=False)["Target"].max()
     view = views.drop_duplicates("PatientID").set_index("PatientID")["ViewPosition"].reindex(image.index)
     if view.isna().any():
@@ -151,14 +194,47 @@ def read_rsna(labels_path, views_path, ext):
                          "boxes": [boxes.get(pid) for pid in ids]})
 
 
+# NIH publishes only its archives' links. Its images are in name order across them, and these are the last
+# names of images_001 ... images_011 as public loaders map them; they cut the shipped Data_Entry's 112,120
+# names into 4,999 + 10 x 10,000 + 7,121 (a test checks it), so images_012 holds the rest.
+NIH_ARCHIVE_LAST = ("00001335_006.png", "00003923_013.png", "00006585_006.png", "00009232_003.png",
+                    "00011558_007.png", "00013774_025.png", "00016051_009.png", "00018387_034.png",
+                    "00020945_049.png", "00024717_000.png", "00028173_002.png")
+
+SOURCES = {
+    "nih": Source(
+        read=read_nih, metadata=(NIH_CSV,), white=255, dir_flag="--nih-dir", env="NIH_DIR",
+        layout="the ChestX-ray8 PNGs named by Data_Entry_2017's 'Image Index' (00000001_000.png, ...), "
+               "flat or in images_NNN/images/",
+        title="NIH ChestX-ray8", page="https://nihcc.app.box.com/v/ChestXray-NIHCC", access="none, a public download",
+        download="~42 GB: 12 archives images_001.tar.gz ... images_012.tar.gz, 112,120 PNGs",
+        units="archives (by file name, as public loaders map them; NIH lists only the archives' links)",
+        unit=lambda files: np.searchsorted(NIH_ARCHIVE_LAST, files["file"].to_numpy(str)) + 1,
+        unit_name="images_{:03d}.tar.gz"),
+    "padchest": Source(
+        read=read_padchest, metadata=(PADCHEST_CSV,), white=65535, dir_flag="--padchest-dir", env="PADCHEST_DIR",
+        layout="the PadChest PNGs named by the CSV's ImageID, flat or in their ImageDir subfolders",
+        title="PadChest", page="https://bimcv.cipf.es/bimcv-projects/padchest/",
+        access="the registration form on that page, and accepting the dataset's research licence (its terms)",
+        download="~1 TB: one zip per ImageDir folder, ~160,000 PNGs", units="ImageDir zips (the CSV's ImageDir column)",
+        unit=lambda files: files["subdir"].astype(int).to_numpy(), unit_name="ImageDir {}",
+        plan_note="A few PadChest PNGs are truncated: add --skip-bad-images here and to every run to leave them out."),
+    "rsna": Source(
+        read=read_rsna, metadata=(RSNA_CSV, RSNA_VIEWS_CSV), white=255, dir_flag="--rsna-dir", env="RSNA_DIR",
+        layout="the RSNA Pneumonia images <patientId>.{ext} (stage_2_train_images)",
+        title="RSNA Pneumonia", page="https://www.kaggle.com/c/rsna-pneumonia-detection-challenge",
+        access="a Kaggle account, and accepting the competition's rules on its page",
+        download="~3.7 GB: 26,684 DICOMs in stage_2_train_images/", units="folder (of the cohort's patientIds)",
+        unit=lambda files: np.zeros(len(files), int), unit_name="stage_2_train_images/",
+        plan_flags=("--rsna-ext dcm",)),  # Kaggle's files are the DICOMs, not torchxrayvision's JPEGs
+}
+METADATA = {meta.name: meta for source in SOURCES.values() for meta in source.metadata}
+
+
 def candidates(args):
     """Every image the dataset may draw from, with its site, label and (RSNA) boxes."""
     import pandas as pd
-    if args.dataset == "xray":
-        pools = [read_nih(_metadata(args, "nih")), read_padchest(_metadata(args, "padchest"))]
-    else:
-        pools = [read_rsna(_metadata(args, "rsna"), _metadata(args, "rsna_views"), args.rsna_ext)]
-    pool = pd.concat(pools, ignore_index=True)
+    pool = pd.concat([SOURCES[name].read(args) for name in DATASET_SOURCES[args.dataset]], ignore_index=True)
     if pool["file"].duplicated().any():
         raise DataError(f"--dataset {args.dataset}: the metadata lists {pool['file'].duplicated().sum()} "
                         f"images twice, e.g. {pool['file'][pool['file'].duplicated()].iloc[0]}; fix the CSV")
@@ -317,9 +393,10 @@ def read_image(path, source):
                         f"out of the cohort")
     if img.ndim == 3:  # a few NIH PNGs are RGB(A); torchxrayvision keeps the first channel
         img = img[..., 0]
-    if img.max() > MAXVAL[source]:
-        raise DataError(f"{path}: pixel value {img.max()} above {MAXVAL[source]}, the {source} white level")
-    return (2 * (img.astype(np.float32) / MAXVAL[source]) - 1.0) * 1024
+    white = SOURCES[source].white
+    if img.max() > white:
+        raise DataError(f"{path}: pixel value {img.max()} above {white}, the {source} white level")
+    return (2 * (img.astype(np.float32) / white) - 1.0) * 1024
 
 
 def centre_crop(h, w):
@@ -488,14 +565,14 @@ class CachedSplit:
 
 def _dir_value(args, source):
     """The folder given for a source: its flag, else its environment variable; None when neither is set."""
-    flag, env = DIR_FLAGS[source]
+    flag, env = SOURCES[source].dir_flag, SOURCES[source].env
     return getattr(args, flag[2:].replace("-", "_")) or os.environ.get(env)
 
 
 def _data_dir(args, source):
-    flag, env = DIR_FLAGS[source]
+    flag, env = SOURCES[source].dir_flag, SOURCES[source].env
     root = _dir_value(args, source)
-    expected = EXPECTED[source].format(ext=args.rsna_ext)
+    expected = SOURCES[source].layout.format(ext=args.rsna_ext)
     if not root:
         raise DataError(f"{flag} is not set (nor {env}); point it at the folder holding {expected}")
     if not os.path.isdir(root):
@@ -538,10 +615,10 @@ def locate(args, table):
 
 def _missing_error(args, table, missing):
     source, name = missing[0]
-    flag, root = DIR_FLAGS[source][0], _dir_value(args, source)
+    flag, root = SOURCES[source].dir_flag, _dir_value(args, source)
     count, total = sum(s == source for s, _ in missing), (table["source"] == source).sum()
     return DataError(f"{flag} {root}: missing {name} ({count} of the cohort's {total} {source} images missing); "
-                     f"expected {EXPECTED[source].format(ext=args.rsna_ext)}"
+                     f"expected {SOURCES[source].layout.format(ext=args.rsna_ext)}"
                      + ("; or pass --skip-bad-images to leave them out" if count < total else ""))
 
 
@@ -691,17 +768,12 @@ def load_xray(args):
 def add_arguments(parser):
     """The chest X-ray flags; datasets.add_arguments adds them after the flags every dataset shares."""
     x = parser.add_argument_group("chest X-rays (--dataset xray: NIH + PadChest; --dataset rsna: RSNA Pneumonia)")
-    for source, (flag, env) in DIR_FLAGS.items():
-        x.add_argument(flag, default=None, help=f"folder of {EXPECTED[source]} (default: ${env})")
+    for source in SOURCES.values():
+        x.add_argument(source.dir_flag, default=None, help=f"folder of {source.layout} (default: ${source.env})")
     x.add_argument("--rsna-ext", choices=("jpg", "dcm"), default="jpg",
                    help="read the RSNA images as JPEG or DICOM (needs pydicom)")
-    x.add_argument("--nih-csv", default=None,
-                   help="another release of NIH's Data_Entry_2017 (default: torchxrayvision's v2020 copy)")
-    x.add_argument("--padchest-csv", default=None, help="PadChest labels CSV (default: torchxrayvision's copy)")
-    x.add_argument("--rsna-csv", default=None,
-                   help="RSNA stage 2 train labels, one row per box (default: torchxrayvision's copy)")
-    x.add_argument("--rsna-views-csv", default=None,
-                   help="RSNA DICOM headers with PatientID, ViewPosition (default: torchxrayvision's copy)")
+    for meta in METADATA.values():
+        x.add_argument(meta.flag, default=None, help=meta.help)
     x.add_argument("--image-size", type=int, default=None,
                    help="side of the square network input (default: " + ", ".join(
                        f"{size} on {name}" for name, size in IMAGE_SIZE.items()) + ", as the authors' code trained)")
@@ -738,38 +810,10 @@ def check_args(args):
 
 # ------------------------------------------------------------ what to download
 
-# Each source's official page, the step that gives access, its download (public figures, approximate) and
-# what download_units counts.
-DOWNLOADS = {
-    "nih": ("NIH ChestX-ray8", "https://nihcc.app.box.com/v/ChestXray-NIHCC", "none, a public download",
-            "~42 GB: 12 archives images_001.tar.gz ... images_012.tar.gz, 112,120 PNGs",
-            "archives (by file name, as public loaders map them; NIH lists only the archives' links)"),
-    "padchest": ("PadChest", "https://bimcv.cipf.es/bimcv-projects/padchest/",
-                 "the registration form on that page, and accepting the dataset's research licence (its terms)",
-                 "~1 TB: one zip per ImageDir folder, ~160,000 PNGs", "ImageDir zips (the CSV's ImageDir column)"),
-    "rsna": ("RSNA Pneumonia", "https://www.kaggle.com/c/rsna-pneumonia-detection-challenge",
-             "a Kaggle account, and accepting the competition's rules on its page",
-             "~3.7 GB: 26,684 DICOMs in stage_2_train_images/", "folder (of the cohort's patientIds)"),
-}
-# NIH publishes only its archives' links. Its images are in name order across them, and these are the last
-# names of images_001 ... images_011 as public loaders map them; they cut the shipped Data_Entry's 112,120
-# names into 4,999 + 10 x 10,000 + 7,121 (a test checks it), so images_012 holds the rest.
-NIH_ARCHIVE_LAST = ("00001335_006.png", "00003923_013.png", "00006585_006.png", "00009232_003.png",
-                    "00011558_007.png", "00013774_025.png", "00016051_009.png", "00018387_034.png",
-                    "00020945_049.png", "00024717_000.png", "00028173_002.png")
-
-
 def download_units(pool, source):
     """{archive, ImageDir zip or folder: how many of the pool's images from `source` it holds}, in order."""
-    files = pool[pool["source"] == source]
-    if source == "nih":
-        unit = np.searchsorted(NIH_ARCHIVE_LAST, files["file"].to_numpy(str)) + 1
-        name = "images_{:03d}.tar.gz"
-    elif source == "padchest":
-        unit, name = files["subdir"].astype(int).to_numpy(), "ImageDir {}"
-    else:
-        unit, name = np.zeros(len(files), int), "stage_2_train_images/"
-    return {name.format(u): int(c) for u, c in zip(*np.unique(unit, return_counts=True))}
+    files, name = pool[pool["source"] == source], SOURCES[source].unit_name
+    return {name.format(u): int(c) for u, c in zip(*np.unique(SOURCES[source].unit(files), return_counts=True))}
 
 
 def plan(args):
@@ -782,30 +826,30 @@ def plan(args):
              f"{len(pool):,} images,",
              f"so the files below serve every run; one run uses {4 * n:,} of them (n = {n:,} per site x label cell)."]
     for source in sources:
-        name, page, access, size, kind = DOWNLOADS[source]
+        s = SOURCES[source]
         y = pool["y"][pool["source"] == source]
         units = download_units(pool, source)
         entries = [f"{where}: {count:,}" for where, count in units.items()]
         width = max(map(len, entries)) + 3
         per_line = max(1, 90 // width)
-        lines += ["", f"{name}: {len(y):,} candidate images, {(y == 0).sum():,} negative and {(y == 1).sum():,} "
-                      f"positive",
-                  f"  page      {page}", f"  access    {access}", f"  download  {size} (public figures, approximate)",
-                  f"  needed    {len(units)} {kind}; candidate images:"]
+        lines += ["", f"{s.title}: {len(y):,} candidate images, {(y == 0).sum():,} negative and "
+                      f"{(y == 1).sum():,} positive",
+                  f"  page      {s.page}", f"  access    {s.access}",
+                  f"  download  {s.download} (public figures, approximate)",
+                  f"  needed    {len(units)} {s.units}; candidate images:"]
         lines += ["    " + "".join(e.ljust(width) for e in entries[i:i + per_line]).rstrip()
                   for i in range(0, len(entries), per_line)]
-        lines += [f"  folder    {DIR_FLAGS[source][0]} (or ${DIR_FLAGS[source][1]}), holding",
-                  f"    {EXPECTED[source].format(ext='dcm')}"]
+        lines += [f"  folder    {s.dir_flag} (or ${s.env}), holding", f"    {s.layout.format(ext='dcm')}"]
     q = shlex.quote  # the folders given; the $NAMEs left for the shell to fill in
     command = ["python datasets.py --dataset", args.dataset]
     for source in sources:
         given = _dir_value(args, source)
-        command += [DIR_FLAGS[source][0], q(given) if given else f"${DIR_FLAGS[source][1]}"]
-    for flag in ("nih_csv", "padchest_csv", "rsna_csv", "rsna_views_csv"):
-        if getattr(args, flag):
-            command += ["--" + flag.replace("_", "-"), q(getattr(args, flag))]
-    if args.dataset == "rsna":
-        command += ["--rsna-ext dcm"]  # Kaggle's files are the DICOMs, not torchxrayvision's JPEGs
+        command += [SOURCES[source].dir_flag, q(given) if given else f"${SOURCES[source].env}"]
+    for meta in METADATA.values():
+        if getattr(args, f"{meta.name}_csv"):
+            command += [meta.flag, q(getattr(args, f"{meta.name}_csv"))]
+    for source in sources:
+        command += SOURCES[source].plan_flags
     if args.image_size != IMAGE_SIZE[args.dataset]:
         command += ["--image-size", str(args.image_size)]
     command += ["--cache", q(args.cache) if args.cache else "$CACHE_DIR", "--data-seed $SEED"]
@@ -815,7 +859,5 @@ def plan(args):
               f"one float16 file of {gigabytes:.1f} GB per seed at {args.image_size} px, and give train.py the same "
               f"data flags:",
               "  " + " ".join(command)]
-    if "padchest" in sources:
-        lines.append("A few PadChest PNGs are truncated: add --skip-bad-images here and to every run to leave "
-                     "them out.")
+    lines += [SOURCES[source].plan_note for source in sources if SOURCES[source].plan_note]
     return "\n".join(lines)

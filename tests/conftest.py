@@ -1,5 +1,7 @@
 """Shared test helpers: tiny models and hyperparameters, and a way to run train.py in-process."""
-import importlib.util
+import contextlib
+import importlib
+import io
 import os
 import sys
 import types
@@ -41,9 +43,39 @@ def linear():
 
 
 def check_script(name):
-    """results/synthetic/<name>.py, a check script behind REPRODUCTION.md, imported as a module (main() not run)."""
-    path = os.path.join(os.path.dirname(__file__), "..", "results", "synthetic", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """checks/<name>.py, a check script behind REPRODUCTION.md (`python -m checks.<name>`), as a module."""
+    return importlib.import_module(f"checks.{name}")
+
+
+class InProcessLauncher:
+    """sweep.Launcher's interface, for tests whose subject is the sweep rather than its subprocesses: each trial's
+    train.py command line runs in this process, to its end, when the trial starts (so it ends in start order).
+    `codes` collects the exit codes. A process per trial would pay torch's import (about 4 s) every time."""
+
+    def __init__(self, opts):
+        self.opts, self.ended, self.codes = opts, [], []
+
+    def start(self, trial):
+        import train  # noqa: PLC0415  (when first needed: most test modules never start a sweep)
+        argv = trial.argv(self.opts)
+        assert os.path.basename(argv[1]) == "train.py"
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            code = train.cli(argv[2:])
+        self.ended.append((trial, code))
+        self.codes.append(code)
+
+    def wait(self):
+        return self.ended.pop(0)
+
+
+@pytest.fixture
+def in_process_sweep(monkeypatch):
+    """sweep.main starts its trials with InProcessLauncher; returns the launchers it made."""
+    import sweep  # noqa: PLC0415  (likewise)
+    made = []
+
+    def launcher(opts):
+        made.append(InProcessLauncher(opts))
+        return made[-1]
+    monkeypatch.setattr(sweep, "Launcher", launcher)
+    return made

@@ -15,11 +15,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import datasets
 import losses
 import results
+import rundir
 import train
 from models import ResNet18
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--n-train", "32", "--n-eval", "16"]
+# The smallest synthetic run: 2 training steps per epoch (8 images, batches of 4), 16 images per eval split, and
+# no probe rows (none of these tests is about them; each costs a saliency scoring).
+TINY = ["--n-train", "8", "--batch-size", "4", "--n-eval", "16", "--no-probes"]
 
 
 # ------------------------------------------------------------------ one run per run directory
@@ -29,14 +32,14 @@ def test_a_second_process_on_a_locked_run_directory_exits_2_naming_the_holder(tm
     run.mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
-            import sys, train
-            with train.RunLock({str(run)!r}):
+            import sys, rundir
+            with rundir.RunLock({str(run)!r}):
                 print("locked", flush=True)
                 sys.stdin.read()  # hold the lock until the test closes our stdin
         """)], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        assert train.lock_holder(str(run)) == f"pid {holder.pid} on host {socket.gethostname()}"
+        assert rundir.lock_holder(str(run)) == f"pid {holder.pid} on host {socket.gethostname()}"
         argv = ["--results", str(tmp_path / "r.csv"), "--out", str(run), "--resume", "--epochs", "1", *TINY]
         assert train.cli(argv) == 2
         err = capsys.readouterr().err.strip()
@@ -44,7 +47,7 @@ def test_a_second_process_on_a_locked_run_directory_exits_2_naming_the_holder(tm
         assert not (tmp_path / "r.csv").exists()  # the refused run wrote nothing
     finally:
         holder.communicate("")  # the holder exits; the kernel drops its lock
-    assert train.lock_holder(str(run)) is None
+    assert rundir.lock_holder(str(run)) is None
     assert train.cli(argv) == 0  # free again
 
 
@@ -56,7 +59,7 @@ def test_a_filesystem_without_locks_is_one_line_naming_the_results_file_and_the_
     path = str(tmp_path / "r.csv")
     with pytest.raises(results.ResultsError, match="local disk"):
         results.append_row(path, {"kind": "epoch"})
-    monkeypatch.setattr(train.fcntl, "flock", no_locks)
+    monkeypatch.setattr(rundir.fcntl, "flock", no_locks)
     assert train.cli(["--results", path, "--epochs", "1", *TINY]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "file locks" in err
@@ -66,14 +69,14 @@ def test_a_filesystem_without_locks_is_one_line_naming_the_results_file_and_the_
 
 @pytest.fixture
 def saves(monkeypatch):
-    """Every file train.save_atomic writes during a test: (basename, the object)."""
-    written, save = [], train.save_atomic
+    """Every file rundir.save_atomic writes during a test: (basename, the object)."""
+    written, save = [], rundir.save_atomic
 
     def recording(obj, path):
         written.append((os.path.basename(path), obj))
         save(obj, path)
 
-    monkeypatch.setattr(train, "save_atomic", recording)
+    monkeypatch.setattr(rundir, "save_atomic", recording)
     return written
 
 
@@ -84,7 +87,7 @@ def test_best_weights_are_written_only_when_they_change_and_the_checkpoint_holds
     losses_by_epoch = [float(r["valid_loss"]) for r in results.read_rows(str(tmp_path / "r.csv"), kind="epoch")]
     improved = [e + 1 for e, v in enumerate(losses_by_epoch) if v < min(losses_by_epoch[:e], default=float("inf"))]
     assert [obj["epoch"] for name, obj in saves if name.startswith("best-")] == improved
-    epoch_checkpoints = [obj for name, obj in saves if name == train.CHECKPOINT and "model" in obj]
+    epoch_checkpoints = [obj for name, obj in saves if name == rundir.CHECKPOINT and "model" in obj]
     assert len(epoch_checkpoints) == 4
     for ckpt in epoch_checkpoints:  # the weights once (with Adam's state); the early-stopping state holds none
         assert not any(isinstance(t, torch.Tensor) for v in ckpt["state"].values() if isinstance(v, dict)
@@ -99,7 +102,7 @@ def test_the_checkpoint_interval_skips_epoch_checkpoints_but_not_the_last(tmp_pa
     argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--epochs", "3",
             "--checkpoint-every", "3600", *TINY]
     assert train.cli(argv) == 0
-    assert [obj["state"]["epoch"] for name, obj in saves if name == train.CHECKPOINT and "model" in obj] == [3]
+    assert [obj["state"]["epoch"] for name, obj in saves if name == rundir.CHECKPOINT and "model" in obj] == [3]
 
 
 def test_a_kill_after_a_best_epoch_but_before_its_checkpoint_leaves_best_pt_at_the_checkpoint_s_best(tmp_path):
@@ -107,10 +110,10 @@ def test_a_kill_after_a_best_epoch_but_before_its_checkpoint_leaves_best_pt_at_t
     out.mkdir()
     torch.save({"epoch": 2}, out / "best.pt")
     torch.save({"epoch": 3}, out / "best-e3.pt.next")  # written, then the process died before its checkpoint
-    train.promote_best(str(out), 2)                    # the resumed checkpoint's best epoch is 2
+    rundir.promote_best(str(out), 2)                    # the resumed checkpoint's best epoch is 2
     assert os.listdir(out) == ["best.pt"] and torch.load(out / "best.pt")["epoch"] == 2
     torch.save({"epoch": 4}, out / "best-e4.pt.next")  # the checkpoint got out, the rename did not
-    train.promote_best(str(out), 4)
+    rundir.promote_best(str(out), 4)
     assert os.listdir(out) == ["best.pt"] and torch.load(out / "best.pt")["epoch"] == 4
 
 
@@ -201,14 +204,22 @@ def test_a_training_run_does_not_import_scikit_learn_or_pandas():
 
 # ------------------------------------------------------------------ cuDNN and memory format
 
-def test_cudnn_benchmark_is_on_unless_deterministic_kernels_are_asked_for():
+@pytest.fixture
+def cudnn_flags():
+    """Puts torch.backends.cudnn's flags back as they were: the tests below set them, as train.py does."""
+    before = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    yield
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
+
+
+def test_cudnn_benchmark_is_on_unless_deterministic_kernels_are_asked_for(cudnn_flags):
     train.seed_everything(0, deterministic=False)
     assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
     train.seed_everything(0, deterministic=True)
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
 
 
-def test_deterministic_defaults_to_on_for_cpu_and_off_for_cuda_and_is_recorded(tmp_path):
+def test_deterministic_defaults_to_on_for_cpu_and_off_for_cuda_and_is_recorded(tmp_path, cudnn_flags):
     assert train.resolve(train.parse_args(["--device", "cpu"])).deterministic is True
     if torch.cuda.is_available():
         assert train.resolve(train.parse_args(["--device", "cuda"])).deterministic is False

@@ -192,6 +192,18 @@ def test_data_seed_defaults_to_none_and_none_means_0_in_datasets():
     assert torch.equal(a.x, datasets.load_synthetic(data_seed=0, n_train=40)["train"].x)
 
 
+def test_every_dataset_is_one_loader_with_its_defaults_and_load_goes_through_it(monkeypatch):
+    assert datasets.DATASETS == tuple(datasets.LOADERS) == ("synthetic", "xray", "rsna")
+    assert set(datasets.DEFAULT_RATIO) == set(datasets.EMPTY_MASK) == set(datasets.LOADERS)
+    p = argparse.ArgumentParser()
+    datasets.add_arguments(p)
+    args = p.parse_args(["--n-train", "40", "--ratio", "1"])
+    args.batch_size = 16
+    assert torch.equal(datasets.load(args)["train"].x, datasets.load_synthetic(None, 1.0, n_train=40)["train"].x)
+    monkeypatch.setitem(datasets.LOADERS, "synthetic", lambda a: {"from": a})
+    assert datasets.load(args) == {"from": args}
+
+
 def test_batches_cover_the_split_in_a_seeded_order(splits):
     split = splits["valid"]
     ys = [y for _, y, _ in split.batches(16, torch.Generator().manual_seed(0))]

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import losses
+import protocol
 import train
 from conftest import Linear, hparams
 from models import ResNet18
@@ -142,5 +143,19 @@ def test_adversarial_terms_are_sums_of_two_means_as_in_eqs_2_and_3():
     assert torch.allclose(uneven, bce(d_masked[:2], torch.ones(2)) + bce(d, torch.zeros(5)))
 
 
-def test_methods_table_order():
-    assert list(losses.METHODS) == ["baseline", "masked", "actdiff", "adversarial", "gradmask", "rrr"]
+def test_every_method_of_the_protocol_is_one_loss_with_its_tuned_values():
+    """protocol.METHODS (the tables' row order, read without torch) and losses.METHODS name the same methods in
+    the same order; each builds into a loss that is a finite scalar whose gradient reaches the network, and
+    every tuned setting in train.TUNED tunes exactly these methods, with hyperparameters train.py knows."""
+    assert tuple(losses.METHODS) == protocol.METHODS
+    torch.manual_seed(0)
+    net = ResNet18().train()
+    x, y, mask = batch(size=12)
+    for name in protocol.METHODS:
+        hp = hparams(disc_ratio=1)  # the adversarial method's first batch is an encoder turn either way
+        loss, _ = losses.build(name, hp, "cpu")(net, x, y, mask, hp)
+        assert loss.dim() == 0 and torch.isfinite(loss), name
+        assert torch.autograd.grad(loss, net.fc.weight)[0].abs().sum() > 0, name
+    for setting, methods in train.TUNED.items():
+        assert tuple(methods) == protocol.METHODS, setting
+        assert all(set(values) <= set(train.FALLBACK) for values in methods.values()), setting

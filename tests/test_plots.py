@@ -1,54 +1,74 @@
-"""plots.py on real tiny runs: table cells, the model-selection rules, the correlation, figures, errors.
+"""plots.py (with collect.py and figures.py) on written rows: table cells, the model-selection rules, the
+correlation, figures, errors; one real tiny run end to end; and datasets.py --figure.
 
-The runs are real (train.py, synthetic, 2 epochs, with their saliency scores and
-saliency.npz). The fixture also appends rows that stand for what sweep.py writes
-(trial rows) and one diverged run.
+The rows are what train.py, sweep.py, saliency.py and memory.py write (results.append_row, their columns),
+with saliency.npz files in saliency.py's format; `test_a_real_run_is_read_end_to_end` trains one real run so
+that the formats cannot drift apart unseen.
 """
 import contextlib
 import io
 import os
-import re
+import subprocess
+import sys
 
 import matplotlib.image
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
-import datasets
+import collect
+import figures
 import plots
 import results
-import train
 from conftest import check_script
 
-# One xdist worker runs this whole file, so its module-scoped runs are trained once (pytest.ini).
-pytestmark = pytest.mark.xdist_group("plots")
-
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("baseline", "masked", "actdiff")
 SEEDS = (0, 1)
-FIGURES = ["valid_auc_synthetic", "auc_vs_iou_synthetic", "saliency_synthetic_1.0", "hparam_search", "data_synthetic",
+FIGURES = ["valid_auc_synthetic", "auc_vs_iou_synthetic", "saliency_synthetic_1.0", "hparam_search",
            "auc_vs_localisation"]
+SIDE = 6  # the written saliency maps are 6x6
+
+
+def write_npz(run_dir, level, saliency="grad"):
+    """A saliency.npz as saliency.py writes it (the keys the figures read): one bright pixel at `level`."""
+    os.makedirs(run_dir, exist_ok=True)
+    mean_map = np.zeros((SIDE, SIDE), np.float32)
+    mean_map.flat[int(level * 10) % SIDE ** 2] = level
+    np.savez(os.path.join(run_dir, "saliency.npz"), saliency=np.array(saliency), mean_map=mean_map,
+             mean_input=np.full((SIDE, SIDE), 0.5, np.float32), mean_mask=np.eye(SIDE, dtype=np.float32))
 
 
 @pytest.fixture(scope="module")
 def csv_path(tmp_path_factory):
-    """Real runs of 3 methods x 2 seeds, plus synthetic sweep-trial rows and one diverged run."""
+    """3 methods x 2 seeds, each two epoch rows and a final row (grad IoU and IoT, chance and untrained IoU)
+    with a saliency.npz; the first run resumed (an earlier final row that must not count), a run later scored
+    with ig (a saliency row that must not replace its grad IoU); sweep-trial rows; a diverged run and one out
+    of memory (status=oom, no metrics), which every table and the correlation leave out."""
     root = tmp_path_factory.mktemp("plots")
-    raw = str(root / "raw.csv")
-    for method in METHODS:
-        for seed in SEEDS:
-            out = str(root / f"{method}-{seed}")
-            assert train.cli(["--n-train", "32", "--n-eval", "16", "--epochs", "2", "--burn-in", "1",
-                              "--results", raw, "--out", out,
-                              "--method", method, "--seed", str(seed)]) == 0
-    rows = results.read_rows(raw)
-    finals = [r for r in rows if r["kind"] == "final"]
-    for trial, auc in enumerate([0.6, 0.55, 0.8, 0.7], start=1):  # what sweep.py's trial rows will look like
-        rows.append(dict(finals[0], run_id=f"trial-{trial}", sweep_id="sweep-test", trial=trial, valid_auc=auc))
-    rows.append(dict(finals[0], run_id="diverged-run", status="diverged", test_auc=0.99))
     path = str(root / "results.csv")
-    for row in rows:
-        results.append_row(path, row)
+    for k, (method, seed) in enumerate((m, s) for m in METHODS for s in SEEDS):
+        auc = [0.5 + 0.07 * k - 0.03 * k * seed, 0.4 + 0.05 * k + 0.02 * seed + 0.01 * k * seed]
+        epochs = [dict(valid_loss=0.7 - 0.01 * k, valid_auc=0.6 + 0.05 * k, valid_id_loss=0.3 + 0.02 * seed,
+                       test_auc=auc[0]),
+                  dict(valid_loss=0.6, valid_auc=0.5 + 0.06 * k, valid_id_loss=0.4 - 0.03 * k, test_auc=auc[1])]
+        if k == 0:
+            results.append_row(path, dict(run_id=f"{method}-s{seed}-r1.0", dataset="synthetic", method=method,
+                                          seed=seed, ratio=1.0, status="ok", kind="final", test_auc=0.01, iou=0.99))
+        run = write_run(path, method, seed, epochs=epochs, burn_in=1, test_auc=auc[1], iou=0.3 + 0.04 * k,
+                        iot=0.35 + 0.04 * k, iou_chance=0.05 + 0.001 * k, iou_untrained=0.1 + 0.01 * seed,
+                        precision="fp32", score_images="all")
+        write_npz(str(root / run["run_dir"]), 0.5 + 0.1 * k)
+        if k == 2:
+            results.append_row(path, dict(run, kind="saliency", saliency="ig", iou=0.77))
+    base = dict(dataset="synthetic", method="actdiff", seed=0, ratio=1.0, kind="final", burn_in=1, epochs=2)
+    for trial, auc in enumerate([0.6, 0.55, 0.8, 0.7], start=1):  # what sweep.py's trial rows look like
+        results.append_row(path, dict(base, run_id=f"trial-{trial}", status="ok", sweep_id="sweep-test",
+                                      trial=trial, valid_auc=auc, test_auc=auc, iou=0.2))
+    results.append_row(path, dict(base, run_id="diverged-run", status="diverged", test_auc=0.99, iou=0.9))
+    results.append_row(path, dict(base, run_id="oom-run", status="oom", run_dir=str(root / "oom")))
     return path
 
 
@@ -94,12 +114,25 @@ def expected_cell(values, bold=False):
     return f"**{text}**" if bold else text
 
 
+def seed_runs(csv_path):
+    """Each finished seed run's last final row with status ok (no trials), read back from the CSV."""
+    last = {r["run_id"]: r for r in results.read_rows(csv_path, kind="final")}
+    return [r for r in last.values() if r["trial"] == "" and r["status"] == "ok"]
+
+
+def test_plots_imports_no_torch():
+    """plots.py reads a CSV and .npz files: importing it (and collect.py, figures.py) never loads torch."""
+    code = "import plots, sys; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_table_has_one_row_per_method_with_mean_std_over_seeds(csv_path, plotted):
     out, stdout = plotted
     table = table_rows(stdout, "synthetic")
     assert list(table) == ["Classification", "Masked", "ActDiff", "Chance"]  # METHODS order; no trial rows
     rows = results.read_rows(csv_path)
-    finals = [r for r in rows if r["kind"] == "final" and r["trial"] == "" and r["status"] == "ok"]
+    finals = seed_runs(csv_path)
     epochs = [r for r in rows if r["kind"] == "epoch"]
 
     def by_rule(run_id, column, pick):  # the other selection rules, recomputed: first best epoch on ties
@@ -114,51 +147,71 @@ def test_table_has_one_row_per_method_with_mean_std_over_seeds(csv_path, plotted
         columns["by_valid_auc"][method] = [by_rule(r["run_id"], "valid_auc", np.argmax) for r in mine]
         columns["by_valid_id_loss"][method] = [by_rule(r["run_id"], "valid_id_loss", np.argmin) for r in mine]
         columns["iou"][method] = [float(r["iou"]) for r in mine]
-    untrained = {m: [float(r["iou_untrained"]) for r in finals if r["method"] == m and r["iou_untrained"]]
-                 for m in METHODS}
+    untrained = {m: [float(r["iou_untrained"]) for r in finals if r["method"] == m] for m in METHODS}
     rules = rules_rows(stdout)
     for method, label in zip(METHODS, table):
         mean, base = np.mean(columns["test_auc"][method]), np.mean(columns["test_auc"]["baseline"])
         bold = method != "baseline" and mean > base and mean > 0.5
-        assert table[label][:2] == [expected_cell(columns["test_auc"][method], bold),
-                                    expected_cell(columns["iou"][method])], label
-        assert table[label][2] == (expected_cell(untrained[method]) if untrained[method] else "–")
+        assert table[label] == [expected_cell(columns["test_auc"][method], bold),
+                                expected_cell(columns["iou"][method]), expected_cell(untrained[method])], label
         for name, rule in zip(("test_auc", "by_valid_auc", "by_valid_id_loss"), plots.SELECTION.values()):
             assert rules[rule, label][0] == expected_cell(columns[name][method]), (label, rule)
-    assert "excluded 1 diverged run(s)" in stdout
+    assert "excluded 1 diverged run(s), 1 out of memory (status=oom); 6 run(s) with status=ok" in stdout
     assert (out / "tables.md").read_text() in stdout
     assert r"\begin{tabular}" in (out / "tables.tex").read_text()
+
+
+def test_out_of_memory_runs_are_counted_apart_from_diverged_ones(tmp_path):
+    """Two oom rows (memory.py's: no metrics), one diverged run, and a run that ran out of memory and then
+    finished on --resume (its last final row is ok): the notes count 1 diverged and 2 out of memory, and the
+    table has the three ok runs only."""
+    path = str(tmp_path / "results.csv")
+    for seed in (1, 2):
+        write_run(path, "baseline", seed, test_auc=0.6 + 0.1 * seed, iou=0.2)
+    oom = dict(dataset="synthetic", method="baseline", ratio=1.0, kind="final", status="oom")
+    results.append_row(path, dict(oom, run_id="baseline-s3-r1.0", seed=3))  # then resumed to the end:
+    write_run(path, "baseline", 3, test_auc=0.9, iou=0.2)
+    for seed in (4, 5):
+        results.append_row(path, dict(oom, run_id=f"oom-{seed}", seed=seed))
+    results.append_row(path, dict(oom, run_id="nan", seed=6, status="diverged", test_auc=0.1))
+    code, stdout, _ = run(["--results", path, "--out", str(tmp_path / "out")])
+    assert code == 0
+    assert "- excluded 1 diverged run(s), 2 out of memory (status=oom); 3 run(s) with status=ok" in stdout
+    assert table_rows(stdout, "synthetic")["Classification"][0] == expected_cell([0.7, 0.8, 0.9])
+    assert plots.excluded_note({"diverged": 2}, 5) == "excluded 2 diverged run(s); 5 run(s) with status=ok"
 
 
 def test_selection_rules_take_the_first_best_eligible_epoch():
     """Run a has burn-in 1; run b burn-in 3, so its epochs 1-2 cannot be picked however good they look;
     run c ran 2 epochs with burn-in 5, so its last epoch is the only eligible one."""
-    epochs = plots.pd.DataFrame({
+    epochs = pd.DataFrame({
         "run_id": ["a"] * 3 + ["b"] * 4 + ["c"] * 2, "epoch": [1, 2, 3, 1, 2, 3, 4, 1, 2],
         "burn_in": [1] * 3 + [3] * 4 + [5] * 2, "epochs": [3] * 3 + [4] * 4 + [2] * 2,
         "valid_auc": [0.7, 0.9, 0.9, 1.0, 0.9, 0.4, 0.6, 0.9, 0.1],
         "valid_id_loss": [0.5, 0.3, 0.3, 0.1, 0.1, 0.8, 0.2, 0.0, 0.9],
         "test_auc": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]})
-    assert plots.select_epoch(epochs, "valid_auc", highest=True).to_dict() == {"a": 0.2, "b": 0.7, "c": 0.9}
-    assert plots.select_epoch(epochs, "valid_id_loss", highest=False).to_dict() == {"a": 0.2, "b": 0.7, "c": 0.9}
+    assert collect.select_epoch(epochs, "valid_auc", highest=True).to_dict() == {"a": 0.2, "b": 0.7, "c": 0.9}
+    assert collect.select_epoch(epochs, "valid_id_loss", highest=False).to_dict() == {"a": 0.2, "b": 0.7, "c": 0.9}
     # Rows from before burn_in existed (blank) count every epoch.
     old = epochs.assign(burn_in=np.nan, epochs=np.nan)
-    assert plots.select_epoch(old, "valid_id_loss", highest=False).to_dict() == {"a": 0.2, "b": 0.4, "c": 0.8}
+    assert collect.select_epoch(old, "valid_id_loss", highest=False).to_dict() == {"a": 0.2, "b": 0.4, "c": 0.8}
 
 
-def test_correlation_equals_scipy_on_the_same_points(csv_path, plotted):
-    _, stdout = plotted
-    finals = [r for r in results.read_rows(csv_path, kind="final") if r["trial"] == "" and r["status"] == "ok"]
-    auc = [float(r["test_auc"]) for r in finals]
-    iou = [float(r["iou"]) for r in finals]
-    r, p = stats.pearsonr(auc, iou)
-    rho, p_rho = stats.spearmanr(auc, iou)
-    c = plots.correlation(auc, iou)
-    assert c["n"] == len(finals) == 6
-    assert (c["r"], c["p"], c["rho"], c["p_rho"]) == pytest.approx((r, p, rho, p_rho), rel=1e-12)
-    assert c["lo"] <= c["hi"] and plots.correlation(auc, iou) == c  # seeded bootstrap: reproducible
+def test_correlation_is_over_one_point_per_finished_seed_run(csv_path, tmp_path, monkeypatch):
+    """The points correlated are each ok seed run's (test AUC, grad IoU) from its last final row: not the
+    resumed run's earlier final row, not its later ig row, not the sweep's trials, not the diverged or
+    out-of-memory runs; and the table reports the statistics of exactly those points."""
+    seen = []
+    real = plots.correlation
+    monkeypatch.setattr(plots, "correlation", lambda auc, iou: seen.append((list(auc), list(iou))) or real(auc, iou))
+    code, stdout, _ = run(["--results", csv_path, "--out", str(tmp_path)])
+    assert code == 0 and len(seen) == 1
+    expected = sorted((float(r["test_auc"]), float(r["iou"])) for r in seed_runs(csv_path))
+    assert len(expected) == 6 and sorted(zip(*seen[0])) == pytest.approx(expected)
+    c = real(*seen[0])
     row = table_rows(stdout, "Test AUC vs IoU (all methods pooled, one point per run)")["1.0"]
-    assert row[:5] == ["6", f"{r:.3f}", f"{p:.3g}", f"[{c['lo']:.3f}, {c['hi']:.3f}]", f"{rho:.3f}"]
+    assert row[:5] == ["6", f"{c['r']:.3f}", f"{c['p']:.3g}", f"[{c['lo']:.3f}, {c['hi']:.3f}]", f"{c['rho']:.3f}"]
+    assert real(*seen[0]) == c  # the seeded bootstrap is reproducible
 
 
 def test_every_figure_is_a_non_blank_png_and_a_pdf(plotted):
@@ -169,22 +222,51 @@ def test_every_figure_is_a_non_blank_png_and_a_pdf(plotted):
         pixels = img.reshape(-1, img.shape[-1])
         assert (pixels != pixels[0]).any(axis=1).mean() > 0.01, name  # not one colour
         assert f"{name}.png" in stdout
+    assert not (out / "data_synthetic.png").exists()  # the data's pictures are datasets.py's
+
+
+def test_a_real_run_is_read_end_to_end(tmp_path, drawn):
+    """One real train.py run (2 epochs, tiny): plots.py reads its rows and its saliency.npz as they are
+    written, and the saliency figure shows the run's mean map."""
+    import train
+    csv = str(tmp_path / "results.csv")
+    assert train.cli(["--n-train", "32", "--n-eval", "16", "--epochs", "2", "--burn-in", "1", "--results", csv,
+                      "--out", str(tmp_path / "run"), "--method", "baseline", "--seed", "0",
+                      "--no-probes"]) == 0  # no figure or table here reads probe rows
+    final = results.read_rows(csv, kind="final")[-1]
+    code, stdout, _ = run(["--results", csv, "--out", str(tmp_path / "out")])
+    assert code == 0
+    assert table_rows(stdout, "synthetic")["Classification"][:2] == [f"{float(final['test_auc']):.2f} (n=1)",
+                                                                     f"{float(final['iou']):.2f} (n=1)"]
+    with np.load(tmp_path / "run" / "saliency.npz") as z:
+        mean_map = z["mean_map"]
+    shown = drawn["saliency_synthetic_1.0"].axes[1].images[0].get_array()
+    assert np.asarray(shown) == pytest.approx(mean_map / mean_map.max())
+
+
+def test_datasets_figure_writes_the_synthetic_data_figure(tmp_path):
+    """python datasets.py --figure DIR: the paper's Figure 3, as a PNG with something drawn and a PDF."""
+    out = subprocess.run([sys.executable, "datasets.py", "--figure", str(tmp_path), "--dataset", "synthetic"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    img = matplotlib.image.imread(str(tmp_path / "data_synthetic.png"))
+    pixels = img.reshape(-1, img.shape[-1])
+    assert (pixels != pixels[0]).any(axis=1).mean() > 0.01
+    assert (tmp_path / "data_synthetic.pdf").stat().st_size > 0 and "data_synthetic.png" in out.stdout
 
 
 def test_missing_groups_are_skipped_with_a_reason(csv_path, tmp_path):
     """RSNA rows at ratio 0.9 only, without epochs or saliency files, and a zero-fill masked run."""
     path = str(tmp_path / "partial.csv")
-    for row in results.read_rows(csv_path, kind="final"):
-        if row["trial"] == "" and row["status"] == "ok":
-            results.append_row(path, dict(row, run_id="rsna-" + row["run_id"], dataset="rsna", ratio=0.9,
-                                          run_dir=str(tmp_path / "nowhere")))
-            if row["method"] == "masked":
-                results.append_row(path, dict(row, run_id="zero-" + row["run_id"], mask_fill="zero"))
+    for row in seed_runs(csv_path):
+        results.append_row(path, dict(row, run_id="rsna-" + row["run_id"], dataset="rsna", ratio=0.9,
+                                      run_dir=str(tmp_path / "nowhere")))
+        if row["method"] == "masked":
+            results.append_row(path, dict(row, run_id="zero-" + row["run_id"], mask_fill="zero"))
     code, stdout, _ = run(["--results", path, "--out", str(tmp_path / "fig")])
     assert code == 0
     assert "no rows for rsna ratio 0.5" in stdout
     assert "skip: saliency_maps_rsna" in stdout and "skip: hparam_search" in stdout
-    assert "skip: data_rsna (Figure 1): pass --xray-data" in stdout
     assert "Masked (zero fill)" in table_rows(stdout, "synthetic")
     assert "skip: valid_auc_rsna" in stdout and (tmp_path / "fig" / "auc_vs_iou_rsna.png").exists()
 
@@ -217,7 +299,7 @@ def test_comparison_with_the_papers_per_seed_results_for_auc_and_each_saliency_m
     authors' file has all three IoUs and grad's IoT, for baseline and ActDiff: each of our columns sits beside
     the same column of theirs."""
     rows = results.read_rows(csv_path)
-    actdiff = [r for r in rows if r["kind"] == "final" and r["method"] == "actdiff" and r["trial"] == ""]
+    actdiff = [r for r in seed_runs(csv_path) if r["method"] == "actdiff"]
     ig = [0.2, 0.4]
     path = str(tmp_path / "results.csv")
     for row in rows + [dict(r, kind="saliency", saliency="ig", iou=v, iot="") for r, v in zip(actdiff, ig)]:
@@ -267,10 +349,10 @@ def write_run(path, method, seed, ratio=1.0, epochs=(), burn_in=2, **final):
 @pytest.fixture
 def drawn(monkeypatch):
     """{figure name: the matplotlib figure} of every figure plots.py saves, to read its lines back."""
-    figures, save = {}, plots.save
-    monkeypatch.setattr(plots, "save", lambda fig, out, name, written: (figures.__setitem__(name, fig),
-                                                                        save(fig, out, name, written)))
-    return figures
+    drawn, save = {}, figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, out, name, written: (drawn.__setitem__(name, fig),
+                                                                          save(fig, out, name, written)))
+    return drawn
 
 
 def test_iou_baselines_come_from_the_row_of_the_saliency_method_shown(tmp_path, drawn):
@@ -426,7 +508,7 @@ def test_honest_rule_picks_the_lowest_valid_id_loss_from_the_burn_in_on(tmp_path
     path = str(tmp_path / "results.csv")
     write_run(path, "actdiff", 1, epochs=rule_epochs([0.9, 0.1, 0.2, 0.3]), test_auc=0.2)
     write_run(path, "actdiff", 2, epochs=rule_epochs([0.9, 0.1, 0.2, 0.3]), burn_in=1, test_auc=0.9)
-    runs = plots.load(plots.parse_args(["--results", path]))[0].set_index("seed")
+    runs = collect.load(plots.parse_args(["--results", path]))[0].set_index("seed")
     assert runs.loc[1, "test_auc_by_valid_id_loss"] == 0.3  # epoch 4, not epoch 1's lower loss
     assert runs.loc[2, "test_auc_by_valid_id_loss"] == 0.9  # with burn-in 1, epoch 1 is eligible
     assert runs.loc[1, "test_auc_by_valid_auc"] == 0.2
@@ -577,14 +659,14 @@ def xray_plotted(tmp_path_factory):
     paper = root / "paper.csv"
     paper.write_text("method,run_seed,test_auc,iou_grad,iot_grad\n" + "".join(
         f"{m},{s},0.7,0.{s}5,0.{s}7\n" for m in ("baseline", "actdiff") for s in (1, 2, 3)))
-    figures = {}
+    drawn = {}
     with pytest.MonkeyPatch.context() as mp:  # kept, not written: rendering is test_every_figure_...'s subject
-        mp.setattr(plots, "save", lambda fig, out, name, written: (figures.__setitem__(name, fig),
-                                                                   written.append(f"{name}.png")))
+        mp.setattr(figures, "save", lambda fig, out, name, written: (drawn.__setitem__(name, fig),
+                                                                     written.append(f"{name}.png")))
         code, stdout, _ = run(["--results", path, "--out", str(root / "out"), "--latex", "--paper", "xray", "0.9",
                                str(paper)])
     assert code == 0
-    yield runs, stdout, figures
+    yield runs, stdout, drawn
     plt.close("all")
 
 
@@ -643,11 +725,11 @@ def test_the_paper_comparison_sets_our_iou_and_iot_beside_theirs_with_the_note(x
 
 
 def test_figures_6_and_7_have_both_settings_and_a_panel_per_method_with_missing_cells_empty(xray_plotted):
-    runs, stdout, figures = xray_plotted
+    runs, stdout, drawn = xray_plotted
     for name, empty in (("saliency_maps_xray", "skip"), ("saliency_maps_rsna", "penalize"),
                         ("saliency_maps_rsna_skip", "skip")):
         dataset = name.split("_")[2]
-        axes = [ax for ax in figures[name].axes if ax.get_label() != "<colorbar>"]
+        axes = [ax for ax in drawn[name].axes if ax.get_label() != "<colorbar>"]
         assert len(axes) == 2 * (1 + len(plots.VARIANTS)), name
         titles = [ax.get_title().replace("\n", " ") for ax in axes[1:1 + len(plots.VARIANTS)]]
         assert titles == [plots.LABELS[v] for v in plots.VARIANTS]
@@ -667,16 +749,17 @@ def test_figures_6_and_7_have_both_settings_and_a_panel_per_method_with_missing_
 
 
 def test_figure_8_plots_every_shifted_seed_by_approach_against_the_column_the_papers_iou_is(xray_plotted):
-    runs, stdout, figures = xray_plotted
-    axes = figures["auc_vs_localisation"].axes
+    runs, stdout, drawn = xray_plotted
+    axes = drawn["auc_vs_localisation"].axes
     assert [ax.get_title() for ax in axes] == ["synthetic, ratio 1.0", "SPC (xray), ratio 0.9", "VPC (rsna), ratio 0.9"]
     assert [ax.get_xlabel() for ax in axes] == ["test IoU", "test IoT", "test IoT"]
     for ax, (dataset, column) in zip(axes, (("synthetic", "iou"), ("xray", "iot"), ("rsna", "iot"))):
         points = {c.get_label(): c.get_offsets() for c in ax.collections}
         for (d, ratio, v, empty), mine in runs.items():
-            if d != dataset or ratio != plots.FIG8[dataset][0]:
+            if d != dataset or ratio != figures.FIG8[dataset][0]:
                 continue
-            label = f"{plots.APPROACHES[v]}: {plots.LABELS[v]}" + (", skip" if d == "rsna" and empty == "skip" else "")
+            skip = ", skip" if d == "rsna" and empty == "skip" else ""
+            label = f"{figures.APPROACHES[v]}: {plots.LABELS[v]}{skip}"
             assert sorted(map(tuple, points[label])) == sorted((r[column], r["test_auc"]) for r in mine), label
-    assert {plots.APPROACHES[v] for v in plots.VARIANTS} == {"baseline", "input masking", "domain invariance",
+    assert {figures.APPROACHES[v] for v in plots.VARIANTS} == {"baseline", "input masking", "domain invariance",
                                                               "saliency-based"}

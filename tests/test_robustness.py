@@ -14,12 +14,15 @@ import torch
 
 import memory
 import results
+import rundir
 import train
 from test_datasets import write_release
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOLATILE = {"time", "run_id", "seconds", "run_dir", "saliency_seconds"}
-QUICK = ["--n-train", "32", "--n-eval", "16", "--epochs", "3", "--method", "adversarial", "--disc-ratio", "2",
+# The smallest synthetic run: 2 training steps per epoch (8 images, batches of 4), 16 images per eval split.
+TINY = ["--n-train", "8", "--batch-size", "4", "--n-eval", "16"]
+QUICK = [*TINY, "--epochs", "3", "--method", "adversarial", "--disc-ratio", "2", "--no-probes",
          "--checkpoint-every", "0"]  # a checkpoint after every epoch: kills land between checkpoints
 
 
@@ -31,7 +34,12 @@ def final_row(path):
 
 
 def test_sigkill_at_random_moments_then_resume_gives_the_same_final_row(tmp_path):
+    start = time.monotonic()
     assert train.cli(["--results", str(tmp_path / "ref.csv"), "--out", str(tmp_path / "ref"), *QUICK]) == 0
+    # Each kill lands at a random moment within a quarter of a run's length (the reference run's) after the attempt
+    # prints its first line: three kills together get through at most 3/4 of the work, whatever this machine's
+    # speed, so all three land in a running process.
+    longest_wait = (time.monotonic() - start) / 4
     cmd = [sys.executable, "train.py", "--results", str(tmp_path / "killed.csv"), "--out",
            str(tmp_path / "killed"), "--resume", *QUICK]
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -41,7 +49,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_final_row(tmp_path
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         if kills < 3:
             proc.stdout.readline()  # wait until it has started (first printed line), then kill at random
-            time.sleep(rng.uniform(0.0, 2.5))
+            time.sleep(rng.uniform(0.0, longest_wait))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
@@ -62,21 +70,21 @@ class Killed(BaseException):
 
 def test_a_kill_after_the_first_row_and_before_its_checkpoint_is_resumed_without_a_duplicate(tmp_path,
                                                                                               monkeypatch):
-    argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume",
-            "--n-train", "32", "--n-eval", "16", "--epochs", "2", "--checkpoint-every", "0"]
-    save = train.save_atomic
+    argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume", *TINY,
+            "--epochs", "2", "--checkpoint-every", "0"]
+    save = rundir.save_atomic
 
     def die_at_the_first_epoch_checkpoint(obj, path):
         if "model" in obj:
             raise Killed
         save(obj, path)
 
-    monkeypatch.setattr(train, "save_atomic", die_at_the_first_epoch_checkpoint)
+    monkeypatch.setattr(rundir, "save_atomic", die_at_the_first_epoch_checkpoint)
     with pytest.raises(Killed):
         train.cli(argv)
     got_out = [(r["kind"], r["epoch"]) for r in results.read_rows(str(tmp_path / "r.csv"))]
     assert got_out == [("epoch", "1"), ("probe", "1")]  # the epoch's row and its probe got out
-    monkeypatch.setattr(train, "save_atomic", save)
+    monkeypatch.setattr(rundir, "save_atomic", save)
     assert train.cli(argv) == 0
     rows = results.read_rows(str(tmp_path / "r.csv"))
     assert [(r["kind"], r["epoch"]) for r in rows[:4]] == [("epoch", "1"), ("probe", "1"), ("epoch", "2"),
@@ -86,8 +94,8 @@ def test_a_kill_after_the_first_row_and_before_its_checkpoint_is_resumed_without
 @pytest.fixture
 def finished(tmp_path, capsys):
     """A finished one-epoch run started with --resume: (its argv, its results CSV's bytes)."""
-    argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume",
-            "--n-train", "32", "--n-eval", "16", "--epochs", "1"]
+    argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume", *TINY,
+            "--epochs", "1", "--no-probes"]
     assert train.cli(argv) == 0
     capsys.readouterr()
     return argv, (tmp_path / "r.csv").read_bytes()
@@ -105,6 +113,22 @@ def test_resume_with_another_configuration_is_refused(tmp_path, capsys, finished
     assert train.cli(argv + ["--lr", "0.1"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "lr" in err and "another configuration" in err
+    assert (tmp_path / "r.csv").read_bytes() == before
+
+
+def test_flags_that_change_only_the_scoring_and_a_marker_of_older_code_resume_as_the_same_run(
+        tmp_path, capsys, finished):
+    """--score-size and --score-images change no training. Older code stored image_size 224 for the synthetic task,
+    which never reads it (current code: None), and knew no score_images, score_size or valid_id_fraction: its
+    finished runs' markers are the same runs, not another configuration."""
+    argv, before = finished
+    assert train.cli(argv + ["--score-size", "train", "--score-images", "all", "all"]) == 0
+    path = tmp_path / "run" / rundir.CHECKPOINT
+    marker = torch.load(path, weights_only=False)
+    old = {k: v for k, v in marker["config"].items() if k not in ("score_images", "score_size", "valid_id_fraction")}
+    torch.save(dict(marker, config=dict(old, image_size=224)), path)
+    assert train.cli(argv) == 0
+    assert capsys.readouterr().out.count("finished already") == 2
     assert (tmp_path / "r.csv").read_bytes() == before
 
 
@@ -208,7 +232,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ca
 
 def test_non_finite_loss_records_diverged_and_exits_3(tmp_path):
     path = tmp_path / "r.csv"
-    code = train.cli(["--results", str(path), "--out", str(tmp_path / "run"), "--n-train", "32", "--n-eval", "16", "--epochs", "2",
+    code = train.cli(["--results", str(path), "--out", str(tmp_path / "run"), *TINY, "--epochs", "2", "--no-probes",
                       "--method", "gradmask", "--lam", "1e38", "--lr", "10"])
     assert code == 3
     rows = results.read_rows(str(path), kind="final")
@@ -222,12 +246,12 @@ CUDA_OOM = "CUDA out of memory. Tried to allocate 2.00 GiB"
 
 def test_out_of_memory_is_one_line_a_row_and_exit_4_and_the_resumed_run_ends_as_if_it_never_ran_out(
         tmp_path, capsys, monkeypatch):
-    quick = ["--n-train", "32", "--n-eval", "16", "--epochs", "2", "--checkpoint-every", "0", "--no-probes"]
+    quick = [*TINY, "--epochs", "2", "--checkpoint-every", "0", "--no-probes"]
     assert train.cli(["--results", str(tmp_path / "ref.csv"), "--out", str(tmp_path / "ref"), *quick]) == 0
     argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume", *quick]
     step, steps = train.train_step, []
 
-    def out_of_memory_in_epoch_2(*args):  # 32 images in batches of 16: epoch 2 starts at the third step
+    def out_of_memory_in_epoch_2(*args):  # 8 images in batches of 4: epoch 2 starts at the third step
         steps.append(1)
         if len(steps) == 3:
             raise torch.OutOfMemoryError(CUDA_OOM)
@@ -237,7 +261,7 @@ def test_out_of_memory_is_one_line_a_row_and_exit_4_and_the_resumed_run_ends_as_
     capsys.readouterr()
     assert train.cli(argv) == 4
     assert capsys.readouterr().err.strip().splitlines() == [
-        "out of memory (CUDA) in training: baseline, batch 16, 28x28 px, fp32; lower --batch-size (16), or pass "
+        "out of memory (CUDA) in training: baseline, batch 4, 28x28 px, fp32; lower --batch-size (4), or pass "
         "--amp bf16 (python bench.py --memory lists what each method needs)"]
     rows = results.read_rows(str(tmp_path / "r.csv"))
     assert [(r["kind"], r["epoch"], r["status"]) for r in rows] == [("epoch", "1", "ok"), ("final", "", "oom")]
@@ -262,8 +286,8 @@ def test_out_of_memory_while_scoring_saliency_names_what_scoring_uses(tmp_path, 
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
 
     monkeypatch.setattr(train.saliency, "score", out_of_memory)
-    assert train.cli(["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--n-train", "32",
-                      "--n-eval", "16", "--epochs", "1", "--no-probes", "--method", "rrr"]) == 4
+    assert train.cli(["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), *TINY,
+                      "--epochs", "1", "--no-probes", "--method", "rrr"]) == 4
     err = capsys.readouterr().err.strip()
     assert err.startswith("out of memory (cpu) in saliency scoring: rrr, 64 images at a time, 28x28 px, fp32;"), err
     assert [(r["kind"], r["status"]) for r in results.read_rows(str(tmp_path / "r.csv"))] == [

@@ -16,7 +16,8 @@ import datasets
 import results
 import saliency
 import train
-from conftest import Linear, check_script
+from checks import rrr_confidence, scoring_variants
+from conftest import Linear
 from models import ResNet18
 
 # One xdist worker runs this whole file, so its module-scoped runs are trained once (pytest.ini).
@@ -487,7 +488,7 @@ def test_train_refuses_a_scoring_the_dataset_cannot_have_before_training(capsys)
         with pytest.raises(SystemExit) as e:
             train.parse_args(argv)
         assert e.value.code == 2 and flag in capsys.readouterr().err.splitlines()[-1]
-    assert train.parse_args(["--dataset", "xray", "--score-images", "release"]).score_images == "release"
+    assert train.parse_args(["--dataset", "xray", "--score-images", "release"]).score_images == ["release"]
 
 
 def test_the_scoring_split_is_the_same_cohorts_test_split_loaded_at_the_scoring_size_once(monkeypatch):
@@ -537,10 +538,12 @@ def test_the_figures_map_is_the_mean_top_half_map_of_the_sample_whether_scored_o
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """A real one-epoch run: its directory and its results CSV."""
+    """A real one-epoch run: its directory and its results CSV. 16 test images (8 positives), which every CLI
+    test below scores again (the cascade seven times); no probe row, which no test here reads."""
     root = tmp_path_factory.mktemp("run")
     run, path = root / "run-a", root / "results.csv"
-    assert train.cli(["--n-train", "32", "--n-eval", "32", "--epochs", "1", "--out", str(run), "--results", str(path)]) == 0
+    assert train.cli(["--n-train", "32", "--n-eval", "16", "--epochs", "1", "--no-probes", "--out", str(run),
+                      "--results", str(path)]) == 0
     return run, path
 
 
@@ -560,7 +563,7 @@ def test_cli_appends_one_saliency_row_to_the_runs_csv(trained_run, capsys):
     final = next(r for r in rows if r["kind"] == "final")
     assert row["run_id"] == final["run_id"]  # joins its run's final row
     assert row["selected_epoch"] == "1" and row["method"] == "baseline"
-    assert row["n_scored"] == "16" and all(0.0 <= float(row[k]) <= 1.0 for k in ("iou", "iop", "iot"))
+    assert row["n_scored"] == "8" and all(0.0 <= float(row[k]) <= 1.0 for k in ("iou", "iop", "iot"))
     # the shortcut measures and the map's mass, added to a run that finished before they were recorded
     for column in ("box_effect", "test_auc_nobox", "test_auc_train_rule", "test_auc_masked_input", "mask_effect",
                    "outside_mass", "box_mass", "pointing", "n_zero_maps"):
@@ -693,9 +696,9 @@ def test_bad_input_exits_2_with_one_line_and_appends_nothing(trained_run, capsys
 
 
 def test_the_ties_out_binarisation_keeps_only_pixels_above_the_next_value():
-    """results/synthetic/scoring_variants.py's guess at the authors' occlusion scoring: with the k-th and
+    """checks/scoring_variants.py's guess at the authors' occlusion scoring: with the k-th and
     (k+1)-th values tied, neither is kept, so the binarised map has fewer pixels than the mask (IoP > IoT)."""
-    above_next = check_script("scoring_variants").above_next
+    above_next = scoring_variants.above_next
     s = torch.tensor([3.0, 2.0, 2.0, 1.0]).view(1, 1, 2, 2)
     mask = torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 1, 2, 2)            # k = 2
     scores, _ = above_next(s, mask, 0.0)
@@ -709,7 +712,7 @@ def test_the_scoring_variants_check_reproduces_the_recorded_iou_with_ours(traine
     """scoring_variants.py's "ours" line scores the images saliency.py scores, the same way, so it prints the
     IoU the run's final row recorded; a missing run is one line on stderr and exit 2."""
     run, path = trained_run
-    variants = check_script("scoring_variants")
+    variants = scoring_variants
     assert variants.main(["grad", str(run)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(variants.VARIANTS)
@@ -725,7 +728,7 @@ def test_the_rrr_check_finds_a_penalty_silenced_by_a_prediction_of_one_half():
     """rrr_confidence.py's two-class identity: d sum_k log p_k/dx = (1 - 2p) d(z_1 - z_0)/dx. A linear
     net whose logit z_1 reads only a pixel outside a 1-pixel mask has all its gradient outside (share 1,
     IoU 0); at p = 1/2 the penalised gradient is zero although the map's is not."""
-    examine = check_script("rrr_confidence").examine
+    examine = rrr_confidence.examine
 
     class ReadsTheLastPixel(torch.nn.Module):  # z_0 = 0, z_1 = 2 x_24; the mask is pixel 0
         def forward(self, x):
@@ -749,10 +752,26 @@ def test_the_rrr_check_scores_the_map_as_saliency_py_does(trained_run, capsys, t
     """rrr_confidence.py's dz_1/dx IoU is the IoU the run's final row recorded (same images, same scoring);
     a missing run is one line on stderr and exit 2."""
     run, path = trained_run
-    assert check_script("rrr_confidence").main([str(run)]) == 0
+    assert rrr_confidence.main([str(run)]) == 0
     line = capsys.readouterr().out.strip()
     final = next(r for r in read(path) if r["kind"] == "final")
     assert f"(saliency.py's map): IoU {float(final['iou']):.3f}" in line
-    assert check_script("rrr_confidence").main([str(tmp_path / "nowhere")]) == 2
+    assert rrr_confidence.main([str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no such directory" in err
+
+
+def test_a_scoring_batch_holds_at_most_16_images_of_224_px_and_every_synthetic_batch_64():
+    assert saliency.score_batch(datasets.SIZE) == saliency.score_batch(None) == 64  # the synthetic scores as before
+    for side in (128, 224, 512):  # above 112 px the pixels, not the 64, bound the batch
+        assert saliency.score_batch(side) * side ** 2 <= 16 * 224 ** 2 < (saliency.score_batch(side) + 1) * side ** 2
+    assert saliency.score_batch(4096) == 1
+
+
+def test_the_untrained_network_is_the_seeded_initialisation_each_time_and_a_copy_of_its_own():
+    torch.manual_seed(7)
+    expected = ResNet18().state_dict()
+    first, second = saliency.untrained_model(7), saliency.untrained_model(7)
+    with torch.no_grad():
+        first.fc.weight.zero_()  # a caller that changes its copy (the cascade does) changes no later one
+    assert all(torch.equal(v, second.state_dict()[k]) for k, v in expected.items())

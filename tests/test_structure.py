@@ -35,3 +35,22 @@ def test_the_import_graph_of_our_modules_has_no_cycle():
     for m in MODULES:
         visit(m, [])
     assert "train" not in graph["saliency"] and "datasets" not in graph["xray"]
+
+
+CHECKS = sorted(f[:-3] for f in os.listdir(os.path.join(REPO, "checks")) if f.endswith(".py") and f != "__init__.py")
+
+
+def test_the_check_scripts_sit_above_the_library_and_run_as_modules_from_the_root():
+    """checks/ imports the library, never the reverse, and each check is listed in the package's docstring and
+    documented as `python -m checks.NAME` (run from the root: no sys.path edits, in the checks or the library)."""
+    assert CHECKS and not any("checks" in imports_of(m) for m in MODULES)
+    with open(os.path.join(REPO, "checks", "__init__.py")) as f:
+        listing = ast.get_docstring(ast.parse(f.read()))
+    for name in CHECKS:
+        with open(os.path.join(REPO, "checks", name + ".py")) as f:
+            tree = ast.parse(f.read())
+        assert f"python -m checks.{name}" in ast.get_docstring(tree) and f"python -m checks.{name}" in listing
+    for path in [os.path.join(REPO, m + ".py") for m in MODULES] + [os.path.join(REPO, "checks", c + ".py")
+                                                                     for c in CHECKS]:
+        with open(path) as f:
+            assert "sys.path" not in f.read(), path

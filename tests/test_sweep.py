@@ -10,11 +10,23 @@ import torch
 
 import results
 import sweep
+from conftest import InProcessLauncher
 
 # One xdist worker runs this whole file, so its module-scoped runs are trained once (pytest.ini).
 pytestmark = pytest.mark.xdist_group("sweep")
 
-TINY = ["--n-train", "32", "--n-eval", "8", "--epochs", "1"]
+# --no-probes: no test here is about probe rows, and each probe is a saliency scoring the trial would pay for.
+TINY = ["--n-train", "8", "--batch-size", "4", "--n-eval", "8", "--epochs", "1", "--no-probes"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_per_trial():
+    """Each train.py process the sweep starts runs on one thread, as this process does (conftest.py): the
+    launcher's default splits the machine's cores between --jobs, and beside the other xdist worker those
+    threads spin on cores that are not free (several times the CPU time). setdefault keeps a value given."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        yield
 
 
 def search(csv, *extra):
@@ -29,21 +41,24 @@ def trials(csv):
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
+    """Three search trials, run in this process (InProcessLauncher): the subject is the sweep's bookkeeping."""
     csv = tmp_path_factory.mktemp("sweep") / "results.csv"
-    assert search(csv, "--budget", "3") == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sweep, "Launcher", InProcessLauncher)
+        assert search(csv, "--budget", "3") == 0
     return csv
 
 
 def test_search_records_its_trials_with_distinct_points(searched):
     done = trials(searched)
     assert sorted(done) == [1, 2, 3] and len(set(done.values())) == 3
-    space = sweep.train.search_space("synthetic", "actdiff")
+    space = sweep.search_space("synthetic", "actdiff")
     for lr, lam, blur in done.values():
         assert 1e-5 <= float(lr) <= 1e-2 and 1e-4 <= float(lam) <= 10 and 0 <= float(blur) <= 2
     assert set(space) == {"lr", "lam", "mask_blur"}
 
 
-def test_restarting_continues_rather_than_repeats(searched, capsys):
+def test_restarting_continues_rather_than_repeats(searched, in_process_sweep, capsys):
     before = trials(searched)
     assert search(searched, "--budget", "3") == 0        # nothing left to do
     assert trials(searched) == before
@@ -52,7 +67,7 @@ def test_restarting_continues_rather_than_repeats(searched, capsys):
     assert sorted(after) == [1, 2, 3, 4] and all(after[t] == before[t] for t in before)
 
 
-def test_seeds_phase_trains_the_best_trial_on_new_seeds(searched):
+def test_seeds_phase_trains_the_best_trial_on_new_seeds(searched, in_process_sweep):
     assert sweep.main(["--phase", "seeds", "--dataset", "synthetic", "--method", "actdiff", "--results",
                        str(searched), "--seeds", "2", *TINY]) == 0
     finals = results.read_rows(str(searched), kind="final")
@@ -71,14 +86,14 @@ def test_seeds_phase_trains_the_best_trial_on_new_seeds(searched):
 
 def test_two_jobs_run_concurrently_without_corrupting_the_csv(tmp_path, capsys):
     csv = tmp_path / "results.csv"
-    assert sweep.main(["--phase", "seeds", "--dataset", "synthetic", "--methods", "baseline", "masked",
+    assert sweep.main(["--phase", "seeds", "--dataset", "synthetic", "--methods", "baseline",
                        "--results", str(csv), "--seeds", "2", "--jobs", "2", *TINY]) == 0
     events = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()
               if line.startswith("started") or "test AUC" in line]
     assert events[0].startswith("started") and events[1].startswith("started")  # two at once
     rows = results.read_rows(str(csv))
-    assert len([r for r in rows if r["kind"] == "final"]) == 4
-    assert len([r for r in rows if r["kind"] == "epoch"]) == 4
+    assert len([r for r in rows if r["kind"] == "final"]) == 2
+    assert len([r for r in rows if r["kind"] == "epoch"]) == 2
     assert all(len(r) == len(results.COLUMNS) and None not in r.values() for r in rows)
 
 
@@ -109,6 +124,31 @@ def test_empty_masks_make_two_rsna_settings_and_change_nothing_elsewhere():
 
 def train_args(argv):
     return sweep.train.parse_args(argv[2:])
+
+
+def test_several_score_images_pass_through_to_every_trial_in_order(tmp_path):
+    opts = sweep.parse_args(["--phase", "search", "--dataset", "rsna", "--method", "actdiff", "--results",
+                             str(tmp_path / "r.csv"), "--score-images", "all", "release", "--epochs", "3"])
+    sweep.check(opts)  # accepted: rsna has the release's subset
+    argv = sweep.Trial(next(sweep.settings(opts)), "s", 0, {"lr": 1e-3}, "out", trial=1).argv(opts)
+    args = train_args(argv)
+    assert args.score_images == ["all", "release"] and args.epochs == 3
+
+
+def test_every_method_has_its_hyperparameters_and_every_dataset_its_ranges():
+    import datasets
+    import protocol
+    assert tuple(sweep.USES) == protocol.METHODS
+    assert set(sweep.RANGES) == set(datasets.DATASETS)
+    assert all(set(sweep.USES[m]) <= set(sweep.RANGES[d]) for m in sweep.USES for d in sweep.RANGES)
+
+
+def test_a_dataset_without_ranges_is_searched_over_the_synthetic_ones_with_one_note(monkeypatch, capsys):
+    monkeypatch.setattr(sweep, "RANGES", {k: v for k, v in sweep.RANGES.items() if k != "rsna"})
+    monkeypatch.setattr(sweep, "_noted", set())
+    assert sweep.search_space("rsna", "rrr") == sweep.search_space("synthetic", "rrr")
+    assert sweep.search_space("rsna", "baseline") == {"lr": sweep.RANGES["synthetic"]["lr"]}
+    assert capsys.readouterr().err.count("note: sweep.RANGES has no search ranges for rsna") == 1
 
 
 def test_dry_run_prints_without_running(tmp_path, capsys):
@@ -198,7 +238,7 @@ def fake(monkeypatch):
         made.launcher = FakeLauncher(opts, made.codes, made.events)
         return made.launcher
     monkeypatch.setattr(sweep, "Launcher", launcher)
-    monkeypatch.setattr(sweep.train, "lock_holder", lambda out: None)
+    monkeypatch.setattr(sweep.rundir, "lock_holder", lambda out: None)
     return made
 
 
@@ -231,7 +271,7 @@ def test_interleaved_searches_suggest_what_each_search_alone_would(tmp_path, fak
 def test_a_run_directory_in_use_is_skipped_not_failed(tmp_path, fake, monkeypatch, capsys):
     csv = tmp_path / "r.csv"
     held = os.path.join(str(tmp_path), "runs", "synthetic-r1.0-baseline-s2")
-    monkeypatch.setattr(sweep.train, "lock_holder", lambda out: "pid 123 on host node7" if out == held else None)
+    monkeypatch.setattr(sweep.rundir, "lock_holder", lambda out: "pid 123 on host node7" if out == held else None)
     assert seeds(csv, "--methods", "baseline", "--seeds", "3") == 0
     assert fake.launcher.started == ["seeds-synthetic-r1.0-baseline seed 1", "seeds-synthetic-r1.0-baseline seed 3"]
     assert f"skipped seeds-synthetic-r1.0-baseline seed 2: {held} is in use by pid 123 on host node7" in \
@@ -240,7 +280,7 @@ def test_a_run_directory_in_use_is_skipped_not_failed(tmp_path, fake, monkeypatc
 
 
 def test_a_held_search_trial_counts_against_the_budget_and_is_not_retried(tmp_path, fake, monkeypatch):
-    monkeypatch.setattr(sweep.train, "lock_holder", lambda out: "pid 9 on host a" if out.endswith("-t2") else None)
+    monkeypatch.setattr(sweep.rundir, "lock_holder", lambda out: "pid 9 on host a" if out.endswith("-t2") else None)
     assert sweep.main(["--phase", "search", "--method", "baseline", "--results", str(tmp_path / "r.csv"),
                        "--budget", "3", "--n-init", "2"]) == 0
     assert fake.launcher.started == ["search-synthetic-r1.0-baseline-s0 trial 1",
@@ -253,7 +293,7 @@ def test_exit_2_is_a_lost_race_for_the_directory_or_a_refusal(tmp_path, fake, mo
     train.py refused the flags: the sweep stops with train.py's one-line reason."""
     loser = "seeds-synthetic-r1.0-baseline seed 1"
     fake.codes[loser] = 2
-    monkeypatch.setattr(sweep.train, "lock_holder", lambda out: holder if loser in fake.launcher.started else None)
+    monkeypatch.setattr(sweep.rundir, "lock_holder", lambda out: holder if loser in fake.launcher.started else None)
     out_dir = tmp_path / "runs" / "synthetic-r1.0-baseline-s1"
     out_dir.mkdir(parents=True)
     (out_dir / "train.log").write_text("config: ...\nerror: --lr -1.0 is invalid; pass a positive learning rate\n")
@@ -320,8 +360,8 @@ def test_train_py_out_of_memory_through_the_local_launcher_is_recorded_as_oom(tm
     assert sweep.main(["--phase", "seeds", "--methods", "rrr", "--results", str(csv), "--seeds", "1", *TINY]) == 0
     out, err = capsys.readouterr()
     assert [(r["method"], r["status"]) for r in results.read_rows(str(csv), kind="final")] == [("rrr", "oom")]
-    assert "seeds-synthetic-r1.0-rrr seed 1: out of memory (CUDA) in training: rrr, batch 16, 28x28 px, fp32; " \
-           "lower --batch-size (16), or pass --amp bf16" in err
+    assert "seeds-synthetic-r1.0-rrr seed 1: out of memory (CUDA) in training: rrr, batch 4, 28x28 px, fp32; " \
+           "lower --batch-size (4), or pass --amp bf16" in err
     assert "sweep: 1 trial ended: 1 oom" in out
 
 

@@ -1,16 +1,16 @@
-"""The bf16 bridge's verdict (REPRODUCTION.md, "The command"): the same seeds and data trained in bf16 and in
+"""The bf16 bridge's verdict (REPRODUCTION.md, "The command": "The ratio 0.5 and 0.9 runs train in fp32"), whose
+committed output is results/synthetic-bf16-bridge/verdict.txt: the same seeds and data trained in bf16 and in
 fp32 at ratio 1.0, run by run. For each setting it prints the bf16 - fp32 difference of test AUC (the paper's
 rule and the honest rule) and of gradient IoU on every seed both hold, beside the fp32 seed-to-seed spread
 (std over all fp32 seeds of that setting). The ratio runs stay in bf16 only if no difference exceeds it.
 
-    python results/synthetic/bf16_bridge.py results/synthetic-bf16-bridge/results.csv results/synthetic/results.csv
+    python -m checks.bf16_bridge results/synthetic-bf16-bridge/results.csv results/synthetic/results.csv
 """
-import os
+import argparse
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-import plots  # noqa: E402
-import results  # noqa: E402
+import plots
+import results
 
 MEASURES = {"test_auc": "test AUC (paper's rule)", "test_auc_by_valid_id_loss": "test AUC (honest rule)",
             "iou": "IoU grad"}
@@ -29,11 +29,13 @@ def runs_of(csv, amp):
 
 
 def main(argv):
-    if len(argv) != 2:
-        print("usage: bf16_bridge.py BF16_CSV FP32_CSV", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(prog="python -m checks.bf16_bridge", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bf16_csv", help="the bridge's results CSV (every ratio-1.0 run in bf16)")
+    parser.add_argument("fp32_csv", help="the fp32 results CSV of the same seeds and data")
+    args = parser.parse_args(argv)
     try:
-        bf16, fp32 = runs_of(argv[0], "bf16"), runs_of(argv[1], "fp32")
+        bf16, fp32 = runs_of(args.bf16_csv, "bf16"), runs_of(args.fp32_csv, "fp32")
     except results.ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

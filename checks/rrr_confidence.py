@@ -1,5 +1,6 @@
-"""A check behind REPRODUCTION.md: how do the RRR runs satisfy their penalty, when their saliency maps stay
-outside the mask (gradient IoU near 0.05, as in the paper)?
+"""A check behind REPRODUCTION.md ("What matches": RRR, "Why its gradient map stays outside the mask, tested";
+and the ratio 0.9 runs under "Beyond the paper"): how do the RRR runs satisfy their penalty, when their
+saliency maps stay outside the mask (gradient IoU near 0.05, as in the paper)?
 
 RRR (losses.rrr, Eq. 4) penalises the input gradient of sum_k log p_k outside the mask. With two classes,
 p = p_1 = sigmoid(z_1 - z_0), that sum is log p + log(1 - p), and its gradient is
@@ -12,19 +13,19 @@ scores (positives with a mask): the mean |1 - 2p|, and for the logit gradient sa
 for the penalised one, the IoU and the share of the squared gradient that falls outside the mask.
 It records nothing.
 
-    OMP_NUM_THREADS=1 python results/synthetic/rrr_confidence.py results/synthetic/runs/<run> ...
+    OMP_NUM_THREADS=1 python -m checks.rrr_confidence results/synthetic/runs/<run> ...
 
 Needs the runs' best.pt (not committed: run it where the runs were trained).
 """
+import argparse
 import os
 import sys
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-import datasets  # noqa: E402
-import saliency  # noqa: E402
+import datasets
+import saliency
 
 QUANTITIES = {  # name: the function of the logits (B, 2) whose input gradient is examined
     "dz_1/dx (saliency.py's map)": lambda z: z[:, saliency.TARGET],
@@ -48,10 +49,10 @@ def examine(net, x, mask):
 
 
 def main(argv):
-    if not argv:
-        print("usage: rrr_confidence.py RUN_DIR ...", file=sys.stderr)
-        return 2
-    for run in argv:
+    parser = argparse.ArgumentParser(prog="python -m checks.rrr_confidence", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="a finished run's directory (with its best.pt)")
+    for run in parser.parse_args(argv).runs:
         try:
             net, x, mask = saliency.scored_test_images(run)
         except (saliency.UsageError, datasets.DataError) as e:

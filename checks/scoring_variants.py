@@ -1,21 +1,22 @@
-"""A check behind REPRODUCTION.md: does another way of scoring an IG or occlusion map, than saliency.py's
-|attribution| -> blur (sigma 1, the paper's) -> top-k, move a run's IoU? It tries the signed attribution, its
-positive part, |attribution| without the blur, and that binarised with ties left out, and prints each
-IoU, IoP and IoT beside ours (IoT / IoP = |A| / |B|, the binarised map's size over the mask's); it records
-nothing.
+"""A check behind REPRODUCTION.md (the occlusion table under "What does not match, and what we think causes
+it"; docs/saliency.md, docs/differences.md): does another way of scoring an IG or occlusion map, than
+saliency.py's |attribution| -> blur (sigma 1, the paper's) -> top-k, move a run's IoU? It tries the signed
+attribution, its positive part, |attribution| without the blur, and that binarised with ties left out, and
+prints each IoU, IoP and IoT beside ours (IoT / IoP = |A| / |B|, the binarised map's size over the mask's); it
+records nothing.
 
-    OMP_NUM_THREADS=1 python results/synthetic/scoring_variants.py occlusion results/synthetic/runs/<run> ...
+    OMP_NUM_THREADS=1 python -m checks.scoring_variants occlusion results/synthetic/runs/<run> ...
 
 Needs the runs' best.pt (not committed: run it where the runs were trained).
 """
+import argparse
 import os
 import sys
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-import datasets  # noqa: E402
-import saliency  # noqa: E402
+import datasets
+import saliency
 
 
 def above_next(s, mask, sigma):
@@ -38,11 +39,13 @@ VARIANTS = {  # name: (transform of the raw attribution, blur sigma, binarisatio
 
 
 def main(argv):
-    if len(argv) < 2 or argv[0] not in saliency.SALIENCY:
-        print(f"usage: scoring_variants.py {{{','.join(saliency.SALIENCY)}}} RUN_DIR ...", file=sys.stderr)
-        return 2
-    method, runs = argv[0], argv[1:]
-    for run in runs:
+    parser = argparse.ArgumentParser(prog="python -m checks.scoring_variants", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("method", choices=saliency.SALIENCY, help="the saliency method whose maps are scored")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="a finished run's directory (with its best.pt)")
+    args = parser.parse_args(argv)
+    method = args.method
+    for run in args.runs:
         try:
             net, x, mask = saliency.scored_test_images(run)
         except (saliency.UsageError, datasets.DataError) as e:

@@ -90,7 +90,7 @@ RELEASE_PER_CELL = 25   # --score-images release: the first 25 of each site x la
 FIGURE_IMAGES = 500
 FIGURE_SEED = 0
 # Scoring's batch holds a fixed number of pixels, so that its memory does not grow with the image: 64 images
-# up to 56 px (every synthetic batch, as before), 16 at 224 px, where 64 needed about 14 GiB (bench.py --memory).
+# up to 112 px (every synthetic batch, as before), 16 at 224 px, where 64 needed about 14 GiB (bench.py --memory).
 SCORE_BATCH, SCORE_PIXELS = 64, 16 * 224 ** 2
 
 

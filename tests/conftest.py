@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import models  # noqa: E402  (from the repository root, put on the path just above)
 # One thread per test process: pytest.ini starts one xdist worker per core, and the suite often runs
 # beside other work, where OpenMP threads that outnumber the free cores spin and slow every test.
 torch.set_num_threads(1)
@@ -40,6 +41,42 @@ def hparams(**kw):
 def linear():
     torch.manual_seed(0)
     return Linear()
+
+
+def _narrow_resnet_init(self, in_channels=1, num_classes=2, width=8):
+    """models.ResNet18's modules by name (conv1, bn1, layer1-4, fc: what a checkpoint stores and the cascade
+    randomises) and its 512 features, with each stage one `width`-channel convolution."""
+    def stage(i, o, stride):
+        return nn.Sequential(nn.Conv2d(i, o, 3, stride, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU())
+    nn.Module.__init__(self)
+    self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+    self.bn1, self.relu, self.maxpool = nn.BatchNorm2d(width), nn.ReLU(), nn.Identity()
+    self.layer1, self.layer2, self.layer3 = stage(width, width, 1), stage(width, width, 2), stage(width, width, 2)
+    self.layer4 = stage(width, models.FEATURES, 2)
+    self.avgpool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(models.FEATURES, num_classes)
+
+
+@contextlib.contextmanager
+def narrow_resnet():
+    """Every models.ResNet18 built inside the block is a narrow stand-in (about 1/50 of the compute), for tests
+    whose subject is the pipeline around the network. saliency memoises untrained weights per architecture;
+    its cache is emptied on entry and exit, so no stand-in weights reach a test outside the block."""
+    import saliency  # noqa: PLC0415  (torch's training stack, for the tests that need it)
+    saliency._untrained_weights.cache_clear()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(models.ResNet18, "__init__", _narrow_resnet_init)
+            yield
+    finally:
+        saliency._untrained_weights.cache_clear()
+
+
+@pytest.fixture
+def narrow():
+    """For a test whose subject is the bookkeeping around the network (rows, selection, resume, files): every
+    models.ResNet18 it builds is the narrow stand-in. ResNet-18 itself trains in the tests without it."""
+    with narrow_resnet():
+        yield
 
 
 def check_script(name):

@@ -80,7 +80,8 @@ def saves(monkeypatch):
     return written
 
 
-def test_best_weights_are_written_only_when_they_change_and_the_checkpoint_holds_no_second_copy(tmp_path, saves):
+def test_best_weights_are_written_only_when_they_change_and_the_checkpoint_holds_no_second_copy(tmp_path, saves,
+                                                                                                narrow):
     argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--epochs", "4",
             "--burn-in", "1", "--checkpoint-every", "0", *TINY]
     assert train.cli(argv) == 0

@@ -225,7 +225,7 @@ def test_every_figure_is_a_non_blank_png_and_a_pdf(plotted):
     assert not (out / "data_synthetic.png").exists()  # the data's pictures are datasets.py's
 
 
-def test_a_real_run_is_read_end_to_end(tmp_path, drawn):
+def test_a_real_run_is_read_end_to_end(tmp_path, drawn, narrow):
     """One real train.py run (2 epochs, tiny): plots.py reads its rows and its saliency.npz as they are
     written, and the saliency figure shows the run's mean map."""
     import train

@@ -1,16 +1,18 @@
 """Nothing recorded is lost: resume after SIGKILL, concurrent writers, torn rows, bad input."""
 import csv
+import multiprocessing
 import os
 import random
-import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
 import pytest
 import torch
+from tqdm import tqdm
 
 import memory
 import results
@@ -33,28 +35,38 @@ def final_row(path):
     return {k: v for k, v in rows[0].items() if k not in VOLATILE}
 
 
-def test_sigkill_at_random_moments_then_resume_gives_the_same_final_row(tmp_path):
+def train_to_be_killed(argv):
+    """train.py's process, forked: its exit code is train.cli's. tqdm's default lock is a multiprocessing
+    semaphore, which a killed process would leave behind (the resource tracker warns of it at exit)."""
+    tqdm.set_lock(threading.RLock())
+    sys.exit(train.cli(argv))
+
+
+def test_sigkill_at_random_moments_then_resume_gives_the_same_final_row(tmp_path, monkeypatch):
     start = time.monotonic()
     assert train.cli(["--results", str(tmp_path / "ref.csv"), "--out", str(tmp_path / "ref"), *QUICK]) == 0
     # Each kill lands at a random moment within a quarter of a run's length (the reference run's) after the attempt
-    # prints its first line: three kills together get through at most 3/4 of the work, whatever this machine's
-    # speed, so all three land in a running process.
+    # starts: three kills together get through at most 3/4 of the work, whatever this machine's speed, so all three
+    # land in a running process.
     longest_wait = (time.monotonic() - start) / 4
-    cmd = [sys.executable, "train.py", "--results", str(tmp_path / "killed.csv"), "--out",
-           str(tmp_path / "killed"), "--resume", *QUICK]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    argv = ["--results", str(tmp_path / "killed.csv"), "--out", str(tmp_path / "killed"), "--resume", *QUICK]
+    # Each attempt is a process of its own, forked from a server that has imported train.py once: a fresh
+    # interpreter per attempt would spend most of the test importing torch.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as this process (conftest): the same numbers need the same threads
+    processes = multiprocessing.get_context("forkserver")
+    processes.set_forkserver_preload(["train"])
     rng = random.Random(0)
     kills = 0
     for attempt in range(8):
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        proc = processes.Process(target=train_to_be_killed, args=(argv,))
+        proc.start()
         if kills < 3:
-            proc.stdout.readline()  # wait until it has started (first printed line), then kill at random
             time.sleep(rng.uniform(0.0, longest_wait))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
+            if proc.is_alive():
+                proc.kill()  # SIGKILL
                 kills += 1
-        proc.communicate(timeout=300)
-        if proc.returncode == 0:
+        proc.join(timeout=300)
+        if proc.exitcode == 0:
             break
     assert kills == 3
     assert final_row(tmp_path / "killed.csv") == final_row(tmp_path / "ref.csv")
@@ -63,13 +75,12 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_final_row(tmp_path
     assert epochs == ["1", "2", "3"]  # every epoch recorded exactly once
 
 
-
 class Killed(BaseException):
     """Stands for the process dying: nothing in train.py catches it."""
 
 
 def test_a_kill_after_the_first_row_and_before_its_checkpoint_is_resumed_without_a_duplicate(tmp_path,
-                                                                                              monkeypatch):
+                                                                                              monkeypatch, narrow):
     argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume", *TINY,
             "--epochs", "2", "--checkpoint-every", "0"]
     save = rundir.save_atomic
@@ -245,7 +256,7 @@ CUDA_OOM = "CUDA out of memory. Tried to allocate 2.00 GiB"
 
 
 def test_out_of_memory_is_one_line_a_row_and_exit_4_and_the_resumed_run_ends_as_if_it_never_ran_out(
-        tmp_path, capsys, monkeypatch):
+        tmp_path, capsys, monkeypatch, narrow):
     quick = [*TINY, "--epochs", "2", "--checkpoint-every", "0", "--no-probes"]
     assert train.cli(["--results", str(tmp_path / "ref.csv"), "--out", str(tmp_path / "ref"), *quick]) == 0
     argv = ["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "run"), "--resume", *quick]

@@ -10,7 +10,7 @@ import torch
 
 import results
 import sweep
-from conftest import InProcessLauncher
+from conftest import InProcessLauncher, narrow_resnet
 
 # One xdist worker runs this whole file, so its module-scoped runs are trained once (pytest.ini).
 pytestmark = pytest.mark.xdist_group("sweep")
@@ -41,9 +41,10 @@ def trials(csv):
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
-    """Three search trials, run in this process (InProcessLauncher): the subject is the sweep's bookkeeping."""
+    """Three search trials, run in this process (InProcessLauncher) on the narrow stand-in network: the subject is
+    the sweep's bookkeeping."""
     csv = tmp_path_factory.mktemp("sweep") / "results.csv"
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, narrow_resnet():
         mp.setattr(sweep, "Launcher", InProcessLauncher)
         assert search(csv, "--budget", "3") == 0
     return csv
@@ -67,7 +68,7 @@ def test_restarting_continues_rather_than_repeats(searched, in_process_sweep, ca
     assert sorted(after) == [1, 2, 3, 4] and all(after[t] == before[t] for t in before)
 
 
-def test_seeds_phase_trains_the_best_trial_on_new_seeds(searched, in_process_sweep):
+def test_seeds_phase_trains_the_best_trial_on_new_seeds(searched, in_process_sweep, narrow):
     assert sweep.main(["--phase", "seeds", "--dataset", "synthetic", "--method", "actdiff", "--results",
                        str(searched), "--seeds", "2", *TINY]) == 0
     finals = results.read_rows(str(searched), kind="final")

@@ -112,3 +112,23 @@ def test_bench_memory_reports_every_method_and_saliency_in_both_precisions(tmp_p
     assert by["saliency", 12, "fp32"]["batch_size"] == 64 and by["saliency", 12, "fp32"]["state_bytes"] > weights
     for method in ("baseline", "adversarial", "saliency"):  # activations grow with the image
         assert by[method, 16, "fp32"]["saved_bytes"] > by[method, 12, "fp32"]["saved_bytes"]
+
+
+def test_gpu_epochs_check_times_every_setting_of_both_datasets_and_scales_to_the_tables_cohort(tmp_path, capsys,
+                                                                                                narrow):
+    """checks.gpu_epochs, the GPU measurement behind docs/speed.md, tried on the CPU at a trial size: a row per
+    setting and dataset, each timed epoch scaled up to the real cohort (larger than 20 images a cell), and
+    train.py's functions given back unwrapped."""
+    from checks import gpu_epochs  # noqa: PLC0415
+    epoch, evaluate = train.train_epoch, train.evaluate
+    assert gpu_epochs.main(["--out", str(tmp_path), "--device", "cpu", "--n-per-cell", "20", "--image-sizes",
+                            "16", "16", "--amp", "fp32"]) == 0
+    assert (train.train_epoch, train.evaluate) == (epoch, evaluate)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| xray") or line.startswith("| rsna")]
+    assert [(r[0], r[2]) for r in rows] == [(d, s) for d in ("xray", "rsna") for s in
+                                           ("baseline", "masked", "masked --mask-fill zero", "actdiff",
+                                            "adversarial", "gradmask", "rrr")]
+    for r in rows:
+        n_train, second, scaled = int(r[4]), float(r[6]), float(r[9])
+        assert n_train == 40 and second > 0 and scaled > second  # 40 of the cohort's thousands of images

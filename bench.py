@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch.utils import flop_counter
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import attribution
 import datasets
 import losses
 import memory
@@ -272,7 +273,7 @@ def scoring_estimate(size, device):
     for n in FEW:
         net = ResNet18().to(device)
         x = square_batch(size, n)[0].to(device)
-        saved[n], state = memory.step_bytes(lambda: saliency.input_gradients(net, x), [net], [])
+        saved[n], state = memory.step_bytes(lambda: attribution.input_gradients(net, x), [net], [])
     return affine(saved, saliency.score_batch(size)), state
 
 
@@ -310,7 +311,7 @@ def scoring_measured(size, device):
     """Peak bytes on CUDA of input-gradient saliency on one scoring batch (saliency.score_batch) of images."""
     def prepare():
         net, x = ResNet18().to(device), square_batch(size, saliency.score_batch(size))[0].to(device)
-        return lambda: saliency.input_gradients(net, x)
+        return lambda: attribution.input_gradients(net, x)
     return measured_peak(prepare, device)
 
 

@@ -47,7 +47,7 @@ COLUMNS = [
     # untrained network; "randomized": on cascading-randomisation rows, the deepest layer re-initialised
     # (every layer above it is re-initialised too)
     "iou_chance", "iou_untrained", "randomized",
-    # where the same smoothed map's mass lies, before binarising (saliency.map_measures): the share outside
+    # where the same smoothed map's mass lies, before binarising (attribution.map_measures): the share outside
     # the mask, the share on the synthetic box, whether its maximum is inside the mask; all-zero maps left out
     "outside_mass", "box_mass", "pointing", "n_zero_maps",
     # does the model use the shortcut (diagnostics.py): the synthetic ground truth (box moved, removed, put

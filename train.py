@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import attribution
 import datasets
 import diagnostics
 import errors
@@ -108,7 +109,7 @@ def parse_args(argv=None):
                         "outside (penalize: the released code's behaviour, a label leak on RSNA). Default: penalize on "
                         + " and ".join(k for k, v in datasets.EMPTY_MASK.items() if v == "penalize")
                         + ", as released; skip elsewhere")
-    p.add_argument("--saliency", choices=tuple(saliency.SALIENCY), default="grad",
+    p.add_argument("--saliency", choices=tuple(attribution.SALIENCY), default="grad",
                    help="saliency scored on the positive test images: input gradients (the paper's tables), "
                         "integrated gradients (200 steps) or occlusion; saliency.py --saliency all adds the others")
     p.add_argument("--score-size", type=saliency.parse_score_size, default=None, metavar="train|PIXELS",
@@ -280,8 +281,7 @@ def evaluate(net, split, batch_size, device, amp="fp32"):
     logits, labels = out[:, :2], out[:, 2].astype(np.int64)
     log_p = logits - np.logaddexp(logits[:, :1], logits[:, 1:])                    # log-softmax, stable
     return {"loss": float(-log_p[np.arange(len(labels)), labels].mean()),
-            "auc": auc(log_p[:, 1], labels),
-            "acc": float((logits.argmax(1) == labels).mean())}
+            "auc": auc(log_p[:, 1], labels), "acc": float((logits.argmax(1) == labels).mean())}
 
 
 def measure(net, test, args, device, out_dir=None, untrained_cache=None):

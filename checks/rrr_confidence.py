@@ -24,11 +24,12 @@ import sys
 import torch
 import torch.nn.functional as F
 
+import attribution
 import datasets
 import saliency
 
 QUANTITIES = {  # name: the function of the logits (B, 2) whose input gradient is examined
-    "dz_1/dx (saliency.py's map)": lambda z: z[:, saliency.TARGET],
+    "dz_1/dx (saliency.py's map)": lambda z: z[:, attribution.TARGET],
     "d sum_k log p_k/dx (RRR's penalty)": lambda z: F.log_softmax(z, 1).sum(1),
 }
 
@@ -41,7 +42,7 @@ def examine(net, x, mask):
     out = {}
     for name, f in QUANTITIES.items():
         (g,) = torch.autograd.grad(f(z).sum(), x, retain_graph=True)
-        iou = saliency.top_k_localisation(g.abs(), mask)[0]["iou"].mean().item()
+        iou = attribution.top_k_localisation(g.abs(), mask)[0]["iou"].mean().item()
         outside = (g.square() * (mask == 0)).sum((1, 2, 3)) / g.square().sum((1, 2, 3)).clamp_min(1e-30)
         out[name] = (iou, outside.mean().item())
     p = torch.softmax(z.detach(), 1)[:, 1]

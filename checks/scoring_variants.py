@@ -15,6 +15,7 @@ import sys
 
 import torch
 
+import attribution
 import datasets
 import saliency
 
@@ -23,17 +24,17 @@ def above_next(s, mask, sigma):
     """A = the pixels of smooth(s, sigma) strictly above its (k+1)-th highest value: k pixels on a map
     without ties, fewer where the pixels around the k-th are tied (occlusion's 2x2 patches are). How the
     authors' occlusion scores look binarised: their rows have |A| < |B|, grad's and IG's |A| = |B| exactly."""
-    flat = saliency.smooth(s, sigma).flatten(1)
+    flat = attribution.smooth(s, sigma).flatten(1)
     k = (mask.flatten(1) > 0).sum(1)
     next_value = flat.sort(dim=1, descending=True).values.gather(1, k[:, None])  # (B, 1): the (k+1)-th
-    return saliency.localisation((flat > next_value).view_as(s).float(), mask)
+    return attribution.localisation((flat > next_value).view_as(s).float(), mask)
 
 
 VARIANTS = {  # name: (transform of the raw attribution, blur sigma, binarisation)
-    "ours (abs, blur)": (torch.abs, 1.0, saliency.top_k_localisation),
-    "signed, blur": (lambda s: s, 1.0, saliency.top_k_localisation),
-    "positive part, blur": (lambda s: s.clamp(min=0), 1.0, saliency.top_k_localisation),
-    "abs, no blur": (torch.abs, 0.0, saliency.top_k_localisation),
+    "ours (abs, blur)": (torch.abs, 1.0, attribution.top_k_localisation),
+    "signed, blur": (lambda s: s, 1.0, attribution.top_k_localisation),
+    "positive part, blur": (lambda s: s.clamp(min=0), 1.0, attribution.top_k_localisation),
+    "abs, no blur": (torch.abs, 0.0, attribution.top_k_localisation),
     "abs, no blur, ties out": (torch.abs, 0.0, above_next),
 }
 
@@ -41,7 +42,7 @@ VARIANTS = {  # name: (transform of the raw attribution, blur sigma, binarisatio
 def main(argv):
     parser = argparse.ArgumentParser(prog="python -m checks.scoring_variants", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("method", choices=saliency.SALIENCY, help="the saliency method whose maps are scored")
+    parser.add_argument("method", choices=attribution.SALIENCY, help="the saliency method whose maps are scored")
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="a finished run's directory (with its best.pt)")
     args = parser.parse_args(argv)
     method = args.method
@@ -51,7 +52,7 @@ def main(argv):
         except (saliency.UsageError, datasets.DataError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        s = saliency.SALIENCY[method](net, x)
+        s = attribution.SALIENCY[method](net, x)
         for name, (f, sigma, binarise) in VARIANTS.items():
             scores, _ = binarise(f(s), mask, sigma)
             iou, iop, iot = (scores[k].mean().item() for k in ("iou", "iop", "iot"))

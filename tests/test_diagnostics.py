@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import attribution
 import datasets
 import diagnostics
 import saliency
@@ -138,7 +139,7 @@ def test_map_measures_on_hand_built_maps():
     g[1, 0, 4, 3:5] = 1.0                   # all on the box
     g[2] = 1.0                              # flat: its maximum is the first pixel, (0, 0), outside
     # g[3] stays zero: no mass, no maximum
-    out, n_zero = saliency.map_measures(g, mask, box)
+    out, n_zero = attribution.map_measures(g, mask, box)
     assert n_zero == 1
     assert out["outside_mass"].tolist() == [0.0, 1.0, 21 / 25]
     assert out["box_mass"].tolist() == [0.0, 1.0, 2 / 25]
@@ -152,7 +153,7 @@ def test_a_box_readers_saliency_is_all_outside_the_mask_and_on_the_box(clean_spl
     # smoothed map's mass less what the blur spreads off its 6 pixels: the same share in every image.
     region = torch.zeros(1, 1, 28, 28)
     region[:, :, ROWS, RIGHT] = 1
-    kept = (saliency.smooth(region) * region).sum() / saliency.smooth(region).sum()
+    kept = (attribution.smooth(region) * region).sum() / attribution.smooth(region).sum()
     assert out["box_mass"] == pytest.approx(kept.item() / 2, abs=1e-6)
 
 

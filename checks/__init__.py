@@ -8,7 +8,7 @@ Run from the repository root as modules:
     python -m checks.scoring_variants {grad,ig,occlusion} RUN_DIR ...   # occlusion scored the authors' way
     python -m checks.gpu_epochs --out DIR                 # X-ray epoch times and memory on a GPU (docs/speed.md)
 
-bf16_bridge reads only committed results CSVs; rrr_confidence and scoring_variants need the runs' best.pt, which is not committed
-(run them where the runs were trained); gpu_epochs writes stand-ins
-and trains on them. Each module's docstring names the result it checks.
+bf16_bridge reads only committed results CSVs; rrr_confidence and scoring_variants need the runs' best.pt,
+which is not committed (run them where the runs were trained); gpu_epochs writes stand-ins and trains on them.
+Each module's docstring names the result it checks.
 """

@@ -5,14 +5,15 @@ that would replace the estimates in docs/speed.md ("How long a table takes", "Me
     python -m checks.gpu_epochs --out DIR --device cpu --n-per-cell 20 --image-sizes 16 16 --amp fp32   # a trial
 
 For xray and rsna it writes stand-in images (datasets.py --stand-in: synthetic files in the real formats, not
-X-rays), then trains every setting of the table commands two epochs at the release's sizes (xray 128 px, rsna
-224 px; batch 16; cudnn.benchmark as train.py sets it on CUDA), in this process through train.py's own cli. It
+X-rays), then trains the seven settings of a table (rsna at its default --empty-mask penalize; skip penalises
+fewer images, so costs no more) two epochs at the release's sizes (xray 128 px, rsna 224 px; batch 16;
+cudnn.benchmark as train.py sets it on CUDA), in this process through train.py's own cli. It
 times each epoch's training pass and its evaluation (valid and test splits), each ended by a device sync, and
 reads the allocator's peak over the training pass. Epoch 1 includes cudnn.benchmark's kernel search; epoch 2 is
 the steady state that the other 99 epochs repeat. The last columns scale epoch 2 to the tables' cohorts (from the
 real metadata, as `datasets.py --summary` counts them) by image count: the cost per image is the same at any
-cohort size, since every batch but the last is full. The final scoring runs at the training size
-(--score-size train), to keep the check short; it is not timed. Stand-ins are 64-px files, so decoding is cheaper than for
+cohort size, since every batch but the last is full. The final scoring runs at the training size (--score-size
+train), to keep the check short; it is not timed. Stand-ins are 64-px files, so decoding is cheaper than for
 the real images; with --cache (the table commands') an epoch reads the cache, not the files.
 """
 import argparse
@@ -100,8 +101,9 @@ def main(argv=None):
             for method, extra in SETTINGS:
                 log, name = [], "-".join([dataset, method, *extra[1:], amp])
                 argv = [*data_flags, "--method", method, *extra, "--amp", amp, "--device", args.device,
-                        "--ratio", str(args.ratio), "--epochs", "2", "--batch-size", "16", "--no-probes", "--score-size", "train",
-                        "--image-size", str(sizes[dataset]), "--results", os.path.join(args.out, "results.csv"),
+                        "--ratio", str(args.ratio), "--epochs", "2", "--batch-size", "16", "--no-probes",
+                        "--score-size", "train", "--image-size", str(sizes[dataset]),
+                        "--results", os.path.join(args.out, "results.csv"),
                         "--out", os.path.join(args.out, "runs", name), "--cache", os.path.join(args.out, "cache")]
                 with timed(args.device, log), contextlib.redirect_stdout(io.StringIO()):
                     code = train.cli(argv)

@@ -58,8 +58,9 @@ def _narrow_resnet_init(self, in_channels=1, num_classes=2, width=8):
 
 @contextlib.contextmanager
 def narrow_resnet():
-    """Every models.ResNet18 built inside the block is a narrow stand-in (about 1/50 of the compute), for tests
-    whose subject is the pipeline around the network. saliency memoises untrained weights per architecture;
+    """Every models.ResNet18 built inside the block is a narrow stand-in, for tests whose subject is the
+    pipeline around the network (the X-ray rehearsal's 42 runs: 250 CPU-seconds with ResNet-18, about 30
+    with it). saliency memoises untrained weights per architecture;
     its cache is emptied on entry and exit, so no stand-in weights reach a test outside the block."""
     import saliency  # noqa: PLC0415  (torch's training stack, for the tests that need it)
     saliency._untrained_weights.cache_clear()

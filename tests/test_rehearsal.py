@@ -4,15 +4,16 @@ The commands that make Tables 1-2 and Figures 6-8 (README, "The X-ray
 tables") run end to end on stand-in images (`datasets.py --stand-in`: files
 in the real formats and names, for cohorts drawn from the real metadata, that
 are not X-rays): both datasets, both ratios, every setting, one seed, one
-epoch, through sweep.py's seeds phase and plots.py. The runs are
-sweep's own trials, started in this process instead of as subprocesses, and
-the cohort is the smallest with every site x label cell in every split, the
-images are 32 px, and the network is a narrow stand-in for ResNet-18
+epoch, through sweep.py's seeds phase and plots.py. The runs are sweep's own
+trials, started in this process instead of as subprocesses; the cohort is
+the smallest with every site x label cell in every split; the images are
+32 px; and the network is a narrow stand-in for ResNet-18
 (conftest.narrow_resnet: the same module names, checkpoint layout and 512
 features, each stage one 8-channel convolution). The subject here is the
 pipeline from files to tables; ResNet-18 itself is trained end to end by
-test_train and test_reproduction. With ResNet-18 itself the 42 runs took 250 CPU-seconds
-here, four times the budget of one test; with the stand-in, about 30.
+test_train and test_reproduction. With ResNet-18 the 42 runs took 250
+CPU-seconds here, four times the budget of one test; with the stand-in,
+about 30.
 
 What a wrong pipeline would break: a setting missing from a table, a cell
 of a table left blank, a scoring (every positive, the release's 50) or an

@@ -226,8 +226,8 @@ def test_every_figure_is_a_non_blank_png_and_a_pdf(plotted):
 
 
 def test_a_real_run_is_read_end_to_end(tmp_path, drawn, narrow):
-    """One real train.py run (2 epochs, tiny): plots.py reads its rows and its saliency.npz as they are
-    written, and the saliency figure shows the run's mean map."""
+    """One real train.py run (2 epochs, tiny, on the narrow network): plots.py reads its rows and its
+    saliency.npz as they are written, and the saliency figure shows the run's mean map."""
     import train
     csv = str(tmp_path / "results.csv")
     assert train.cli(["--n-train", "32", "--n-eval", "16", "--epochs", "2", "--burn-in", "1", "--results", csv,

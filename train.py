@@ -178,10 +178,7 @@ def resolve(args):
     for flag, ok, fix in checks:
         if not ok:
             raise UsageError(f"--{flag} {getattr(args, flag.replace('-', '_'))} is invalid; {fix}")
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device}: CUDA is not available here; pass --device cpu or auto")
+    args.device = str(saliency.resolve_device(args.device))
     if args.deterministic is None:
         args.deterministic = not args.device.startswith("cuda")
     return args

@@ -27,8 +27,11 @@ import time
 import torch
 
 import datasets
+import errors
+import saliency
 import train
 import xray
+from errors import UsageError
 
 SIZES = {"xray": 128, "rsna": 224}  # the release's training sizes (train.py's defaults)
 SETTINGS = [("baseline", []), ("masked", []), ("masked", ["--mask-fill", "zero"]), ("actdiff", []),
@@ -84,6 +87,10 @@ def main(argv=None):
                    metavar=("XRAY", "RSNA"), help="training sizes (default: the release's)")
     p.add_argument("--ratio", type=float, default=0.9)
     args = p.parse_args(argv)
+    try:
+        saliency.resolve_device(args.device)  # before anything is written: no GPU here is one line
+    except UsageError as e:
+        return errors.report(e)
     sizes = dict(zip(SIZES, args.image_sizes))
     header = ("| dataset | px | setting | amp | train images | epoch 1 train s | epoch 2 train s | eval s (images) "
               "| train peak MiB | epoch at the table's size, s |")

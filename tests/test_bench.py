@@ -132,3 +132,10 @@ def test_gpu_epochs_check_times_every_setting_of_both_datasets_and_scales_to_the
     for r in rows:
         n_train, second, scaled = int(r[4]), float(r[6]), float(r[9])
         assert n_train == 40 and second > 0 and scaled > second  # 40 of the cohort's thousands of images
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the subject is a machine without CUDA")
+def test_gpu_epochs_check_without_cuda_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
+    from checks import gpu_epochs  # noqa: PLC0415
+    assert gpu_epochs.main(["--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "out").exists()

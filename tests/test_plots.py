@@ -587,9 +587,9 @@ def test_cascade_figure_has_a_panel_per_saliency_method_and_a_curve_per_training
 
 
 def test_the_bf16_bridge_sets_each_runs_move_against_the_fp32_seed_spread(tmp_path, capsys):
-    """checks/bf16_bridge.py (python -m checks.bf16_bridge) decides whether the ratio runs may train in bf16: a bf16 run that moves
-    less than the fp32 seeds' spread is within it, one that moves more (or moves where the seeds agree
-    exactly) is beyond it; the CSVs given the wrong way round are a one-line error."""
+    """checks/bf16_bridge.py decides whether the ratio runs may train in bf16: a bf16 run that moves less than
+    the fp32 seeds' spread is within it, one that moves more (or moves where the seeds agree exactly) is beyond
+    it; the CSVs given the wrong way round are a one-line error."""
     bridge = check_script("bf16_bridge")
 
     def write(path, precision, aucs, iou=0.5):

@@ -495,12 +495,8 @@ def load(args):
     return LOADERS[args.dataset](args)
 
 
-def cli(argv=None):
-    """python datasets.py --dataset xray --summary: the cohort without any image; --plan xray: what to
-    download for it; with --figure DIR, draw the data (data_<dataset>.png: the paper's Figure 3 for synthetic,
-    Figure 1 for xray and rsna); with --export DIR, write the synthetic splits as .npy files; with --stand-in DIR, write
-    stand-in X-ray files (synthetic images, not X-rays) to rehearse on; otherwise load the splits (building
-    the --cache) and print their sizes. --data-seed defaults to 0 here. Exit 2 on bad input."""
+def parse_args(argv=None):
+    """datasets.py's command line (cli's docstring says what each mode does)."""
     p = argparse.ArgumentParser(description=cli.__doc__.split(":")[0])
     add_arguments(p)
     p.add_argument("--summary", action="store_true", help="print the cohort's counts (reads no image)")
@@ -528,7 +524,26 @@ def cli(argv=None):
     args.batch_size = 16
     if args.data_seed is None:  # no training --seed to default to here
         args.data_seed = 0
+    return args
+
+
+def write_stand_ins(root, dataset, n_per_cell=None):
+    """`datasets.py --stand-in root --dataset dataset` as a function: writes the stand-ins and returns the data
+    flags that train on them (every flag of the printed command between "train.py" and "--method")."""
+    args = parse_args(["--stand-in", root, "--dataset", dataset, *(["--n-per-cell", str(n_per_cell)] if n_per_cell
+                                                                    else [])])
+    check_args(args)
+    return standins.write(args, root, n_per_cell)[0]
+
+
+def cli(argv=None):
+    """python datasets.py --dataset xray --summary: the cohort without any image; --plan xray: what to
+    download for it; with --figure DIR, draw the data (data_<dataset>.png: the paper's Figure 3 for synthetic,
+    Figure 1 for xray and rsna); with --export DIR, write the synthetic splits as .npy files; with --stand-in DIR, write
+    stand-in X-ray files (synthetic images, not X-rays) to rehearse on; otherwise load the splits (building
+    the --cache) and print their sizes. --data-seed defaults to 0 here. Exit 2 on bad input."""
     try:
+        args = parse_args(argv)
         if args.plan is not None:
             if args.plan not in xray.SITES:
                 raise DataError(f"--plan {args.plan!r} is unknown; choose one of {', '.join(xray.SITES)}")

@@ -96,13 +96,10 @@ def main(argv=None):
               "| train peak MiB | epoch at the table's size, s |")
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
     for dataset in SIZES:
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code = datasets.cli(["--stand-in", os.path.join(args.out, dataset), "--dataset", dataset,
-                                 "--n-per-cell", str(args.n_per_cell)])
-        if code:
-            return code
-        data_flags = shlex.split(out.getvalue().splitlines()[-1])[2:-2]  # between "train.py" and "--method"
+        try:
+            data_flags = datasets.write_stand_ins(os.path.join(args.out, dataset), dataset, args.n_per_cell)
+        except UsageError as e:
+            return errors.report(e)
         full_train, full_eval = full_cohort(dataset, args.ratio)
         for amp in args.amp:
             for method, extra in SETTINGS:

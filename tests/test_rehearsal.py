@@ -22,7 +22,6 @@ overlap (IoU, IoT) not reaching the table, a figure panel without a map.
 import contextlib
 import io
 import os
-import shlex
 
 import numpy as np
 import pytest
@@ -60,11 +59,7 @@ def rehearsal(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp, narrow_resnet():
         mp.setattr(sweep, "Launcher", launcher)
         for dataset in SETTINGS:
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                assert datasets.cli(["--stand-in", str(root / dataset), "--dataset", dataset,
-                                     "--n-per-cell", str(N_PER_CELL)]) == 0
-            data_flags = shlex.split(out.getvalue().splitlines()[-1])[2:-2]  # between "train.py" and "--method"
+            data_flags = datasets.write_stand_ins(str(root / dataset), dataset, N_PER_CELL)
             empty = ["--empty-masks", "penalize", "skip"] if dataset == "rsna" else []
             with contextlib.redirect_stdout(io.StringIO()):
                 assert sweep.main(["--datasets", dataset, "--ratios", *RATIOS, *TABLE_FLAGS, *empty,

@@ -1,9 +1,6 @@
 """train.py end to end: every method trains and records well-formed rows; bad input exits 2."""
-import contextlib
 import csv
-import io
 import math
-import shlex
 
 import pytest
 
@@ -205,11 +202,7 @@ class Killed(BaseException):
 @pytest.fixture(scope="module")
 def rsna_stand_ins(tmp_path_factory):
     """The data flags of 20 stand-in RSNA images per site x label cell (datasets.py --stand-in)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert datasets.cli(["--stand-in", str(tmp_path_factory.mktemp("rsna")), "--dataset", "rsna",
-                             "--n-per-cell", "20"]) == 0
-    return shlex.split(out.getvalue().splitlines()[-1])[2:-2]  # "python train.py FLAGS --method baseline"
+    return datasets.write_stand_ins(str(tmp_path_factory.mktemp("rsna")), "rsna", n_per_cell=20)
 
 
 def test_each_further_score_images_choice_adds_the_row_saliency_py_would_and_a_resume_adds_a_lost_one(

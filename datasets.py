@@ -26,7 +26,8 @@ splits, so a model that reads the box is perfectly wrong there. This module
 also reads those released files, and writes ours in their layout.
 
 The chest X-ray tasks (Section 4.3, ``--dataset xray`` and ``rsna``) live in
-xray.py; `load`, the flags and ``python datasets.py`` cover them too.
+cohorts.py (which images, in which split) and xray.py (their files); `load`,
+the flags and ``python datasets.py`` cover them too.
 """
 import argparse
 import csv
@@ -39,11 +40,12 @@ import numpy as np
 import scipy.ndimage
 import torch
 
+import cohorts
 import standins
 import xray
-from errors import DataError, UsageError, report  # DataError: raised by this module and xray.py
+from errors import DataError, UsageError, report  # DataError: raised here, in cohorts.py and xray.py
 
-DEFAULT_RATIO = {"synthetic": 1.0, **xray.DEFAULT_RATIO}
+DEFAULT_RATIO = {"synthetic": 1.0, **cohorts.DEFAULT_RATIO}
 EMPTY_MASK = {"synthetic": "skip", **xray.EMPTY_MASK}  # train.py's --empty-mask default, per dataset
 # The synthetic geometry, as measured on the authors' released files.
 SIZE = 28                  # images are SIZE x SIZE
@@ -334,7 +336,7 @@ def export_synthetic(root, data_seed=0, ratio=1.0, n_train=None, n_eval=None):
 # ------------------------------------------------------------ pictures of the data
 
 # Figure 1's two settings for the X-ray datasets: with the site-label correlation (the tables' default) and without.
-FIGURE_RATIOS = {site: (ratio, 0.5) for site, ratio in xray.DEFAULT_RATIO.items()}
+FIGURE_RATIOS = {site: (ratio, 0.5) for site, ratio in cohorts.DEFAULT_RATIO.items()}
 
 
 def figure(args, out):
@@ -406,7 +408,7 @@ def figure_xray(args):
             site_means = sums.sum(1) / counts.sum(1)[:, None, None]
         diffs.append(sums[:, 1].sum(0) / counts[:, 1].sum() - sums[:, 0].sum(0) / counts[:, 0].sum())
     fig, axes = plt.subplots(1, 4, figsize=(figures.TEXT_WIDTH, 2.0), layout="constrained")
-    for ax, mean, site in zip(axes, site_means, xray.SITES[dataset]):
+    for ax, mean, site in zip(axes, site_means, cohorts.SITES[dataset]):
         ax.imshow(mean, cmap="gray")
         ax.set_title(f"mean {site} image")
     lim = max(np.abs(d).max() for d in diffs) or 1.0
@@ -445,10 +447,10 @@ def add_arguments(parser):
 
 def fill_defaults(args):
     """Set the data flags left unset to args.dataset's defaults, in place (the X-ray ones: xray.IMAGE_SIZE,
-    xray.VALID_ID_FRACTION); returns args. The synthetic task is always 28 px and keeps its own valid_id."""
+    cohorts.VALID_ID_FRACTION); returns args. The synthetic task is always 28 px and keeps its own valid_id."""
     if args.ratio is None:
         args.ratio = DEFAULT_RATIO[args.dataset]
-    return xray.fill_defaults(args) if args.dataset in xray.SITES else args
+    return xray.fill_defaults(args) if args.dataset in cohorts.SITES else args
 
 
 def check_args(args):
@@ -545,8 +547,8 @@ def cli(argv=None):
     try:
         args = parse_args(argv)
         if args.plan is not None:
-            if args.plan not in xray.SITES:
-                raise DataError(f"--plan {args.plan!r} is unknown; choose one of {', '.join(xray.SITES)}")
+            if args.plan not in cohorts.SITES:
+                raise DataError(f"--plan {args.plan!r} is unknown; choose one of {', '.join(cohorts.SITES)}")
             args.dataset = args.plan
         check_args(args)
         if args.n_per_cell is not None and not args.stand_in:
@@ -572,8 +574,8 @@ def cli(argv=None):
                   f"them back with --data-root {args.export} --n-train {sizes['train']} --n-eval {sizes['test']}")
         elif args.plan:
             print(xray.plan(args))
-        elif args.summary and args.dataset in xray.SITES:
-            print(xray.summary(xray.xray_cohort(args)[2]))
+        elif args.summary and args.dataset in cohorts.SITES:
+            print(cohorts.summary(xray.xray_cohort(args)[2]))
         else:
             splits = load(args)
             print(", ".join(f"{name} {len(split)} (positives {int(split.y.sum())})" for name, split in splits.items()))

@@ -31,8 +31,9 @@ import types
 import numpy as np
 from PIL import Image
 
+import cohorts
 import xray
-from xray import DataError
+from errors import DataError
 
 SIZE = 64                            # side of every stand-in image: small, so that writing and decoding are fast
 LEVEL, SIGNAL, NOISE = 0.3, 0.3, 0.05  # grey level, signal amplitude and noise sd, as fractions of the white level
@@ -44,21 +45,21 @@ def smallest_n(ratios, valid_id_fraction):
     """The fewest images per cell with which every split of every ratio holds every cell (valid_id only when
     it is drawn): what --n-per-cell must reach for a rehearsal to have a figure panel per cell."""
     def fits(n):
-        return all((q > 0).all() for r in ratios for name, q in xray.split_quotas(n, r, valid_id_fraction).items()
+        return all((q > 0).all() for r in ratios for name, q in cohorts.split_quotas(n, r, valid_id_fraction).items()
                    if name != "valid_id" or valid_id_fraction)
     return next(n for n in range(1, 10 ** 5) if fits(n))
 
 
 def stand_in_table(args, n_per_cell):
     """The candidates to write: the cohort --data-seed draws (n_per_cell None), else the first n_per_cell
-    ranked images of each cell, ranked as xray.draw_cohort ranks them."""
-    pool = xray.candidates(args)
+    ranked images of each cell, ranked as cohorts.draw_cohort ranks them."""
+    pool = cohorts.candidates(args)
     if n_per_cell is None:
-        return xray.draw_cohort(args.dataset, pool, 0.5, args.data_seed).table  # the same images at any ratio
+        return cohorts.draw_cohort(args.dataset, pool, 0.5, args.data_seed).table  # the same images at any ratio
     cell = (2 * pool["site"] + pool["y"]).to_numpy()
     sizes = np.bincount(cell, minlength=4)
     if n_per_cell > sizes.min():
-        raise DataError(f"--n-per-cell {n_per_cell} is more than the cell {xray.CELLS[sizes.argmin()]} holds "
+        raise DataError(f"--n-per-cell {n_per_cell} is more than the cell {cohorts.CELLS[sizes.argmin()]} holds "
                         f"({sizes.min()}); pass at most {sizes.min()}, or leave it out for the whole cohort")
     rank = np.random.default_rng(args.data_seed).random(len(pool))
     order = np.lexsort((rank, cell))  # by cell, then by rank
@@ -105,7 +106,7 @@ def write_dicom(path, pixels):
 
 def write_image(path, pixels, source):
     """One stand-in in its source's format: [0, 1] scaled to the source's white level."""
-    white = xray.SOURCES[source].white
+    white = cohorts.SOURCES[source].white
     values = np.round(pixels * white).astype(np.uint16 if white > 255 else np.uint8)
     if path.endswith(".dcm"):
         write_dicom(path, values)
@@ -119,7 +120,7 @@ def check_target(root):
     """Refuse a DIR whose source folders exist without our marker: they may hold the real images."""
     if os.path.isfile(os.path.join(root, MARKER)):
         return
-    taken = [s for s in xray.SOURCES if os.path.exists(os.path.join(root, s))]
+    taken = [s for s in cohorts.SOURCES if os.path.exists(os.path.join(root, s))]
     if taken:
         raise DataError(f"--stand-in {root}: {os.path.join(root, taken[0])} exists and {root} has no {MARKER}, so "
                         f"it may hold real images; pass a new or empty folder")
@@ -127,7 +128,7 @@ def check_target(root):
 
 def write(args, root, n_per_cell=None):
     """Write the stand-ins of args.dataset under root; returns the data flags that read them."""
-    if args.dataset not in xray.DATASET_SOURCES:
+    if args.dataset not in cohorts.DATASET_SOURCES:
         raise DataError(f"--stand-in writes chest X-ray stand-ins; pass --dataset xray or rsna, not {args.dataset}")
     ratios = (0.9, 0.5) if args.ratio is None else (args.ratio,)  # unset: both of the paper's tables must work
     need = smallest_n(ratios, args.valid_id_fraction or 0.0)
@@ -150,9 +151,9 @@ def write(args, root, n_per_cell=None):
             write_image(os.path.join(folder, name), x, source)  # one file per image: it is a file format
 
     flags = ["--dataset", args.dataset]
-    sources = xray.DATASET_SOURCES[args.dataset]
+    sources = cohorts.DATASET_SOURCES[args.dataset]
     for source in sources:
-        flags += [xray.SOURCES[source].dir_flag, os.path.join(root, source)]
+        flags += [cohorts.SOURCES[source].dir_flag, os.path.join(root, source)]
     if args.dataset == "rsna" and args.rsna_ext != "jpg":
         flags += ["--rsna-ext", args.rsna_ext]
     if n_per_cell is None:  # the shipped metadata: only this --data-seed's cohort is there
@@ -160,8 +161,8 @@ def write(args, root, n_per_cell=None):
     else:                   # a subset of the metadata that lists exactly these images
         names = set(table["file"])
         ids = {name.rsplit(".", 1)[0] for name in names}  # RSNA's CSVs name an image by its patientId alone
-        for meta in (meta for source in sources for meta in xray.SOURCES[source].metadata):
-            rows = xray._read_csv(xray._metadata(args, meta.name), meta)
+        for meta in (meta for source in sources for meta in cohorts.SOURCES[source].metadata):
+            rows = cohorts.read_csv(cohorts.metadata_path(args, meta.name), meta)
             path = os.path.join(root, f"{meta.name}.csv")
             rows[rows[meta.key].isin(names | ids)].to_csv(path, index=False)  # a key is a file name or an id
             flags += [meta.flag, path]
@@ -174,5 +175,5 @@ def report(flags, table, root):
     """What was written and the command that trains on it."""
     counts = np.bincount(2 * table["site"] + table["y"], minlength=4)
     return (f"wrote {len(table):,} stand-ins (synthetic {SIZE}-px images in the real formats and names, NOT X-rays; "
-            f"{', '.join(f'{c} {k:,}' for c, k in zip(xray.CELLS, counts))}) under {root}\n"
+            f"{', '.join(f'{c} {k:,}' for c, k in zip(cohorts.CELLS, counts))}) under {root}\n"
             f"train on them with:\n  python train.py {shlex.join(flags)} --method baseline")

@@ -1,4 +1,5 @@
-"""Shared test helpers: tiny models and hyperparameters, and a way to run train.py in-process."""
+"""Shared test helpers: tiny models and hyperparameters, a way to run train.py in-process, the X-ray data flags."""
+import argparse
 import contextlib
 import importlib
 import io
@@ -6,12 +7,15 @@ import os
 import sys
 import types
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import models  # noqa: E402  (from the repository root, put on the path just above)
+import cohorts  # noqa: E402  (from the repository root, put on the path just above)
+import datasets  # noqa: E402
+import models  # noqa: E402
 # One thread per test process: pytest.ini starts one xdist worker per core, and the suite often runs
 # beside other work, where OpenMP threads that outnumber the free cores spin and slow every test.
 torch.set_num_threads(1)
@@ -117,3 +121,32 @@ def in_process_sweep(monkeypatch):
         return made[-1]
     monkeypatch.setattr(sweep, "Launcher", launcher)
     return made
+
+
+# ------------------------------------------------------------------ the chest X-ray data
+
+def data_args(*argv):
+    """datasets.py's data flags, parsed as train.py passes them to datasets.load."""
+    p = argparse.ArgumentParser()
+    datasets.add_arguments(p)
+    args = p.parse_args(list(argv))
+    args.batch_size = 16
+    return args
+
+
+@pytest.fixture(autouse=True)
+def no_data_env(monkeypatch):
+    """No test reads the user's image folders: the sources' environment variables are unset."""
+    for source in cohorts.SOURCES.values():
+        monkeypatch.delenv(source.env, raising=False)
+
+
+@pytest.fixture(scope="session")
+def pools():
+    """Every candidate image of both X-ray tasks, from the shipped metadata (read once)."""
+    return {name: cohorts.candidates(data_args("--dataset", name)) for name in ("xray", "rsna")}
+
+
+def cells_of(cohort, name):
+    """Images per site x label cell in one split of a cohort."""
+    return np.bincount(cohort.cells()[cohort.splits[name]], minlength=4)

@@ -170,11 +170,13 @@ def test_a_dataset_without_tuned_hyperparameters_is_one_line_naming_the_table(tm
 
 
 def test_every_command_reports_one_kind_of_bad_input():
+    import cohorts
     import errors
     import sweep
     import xray
     assert train.UsageError is saliency.UsageError is sweep.UsageError is errors.UsageError
-    assert datasets.DataError is xray.DataError is errors.DataError and issubclass(errors.DataError, errors.UsageError)
+    assert datasets.DataError is cohorts.DataError is xray.DataError is errors.DataError
+    assert issubclass(errors.DataError, errors.UsageError)
     assert issubclass(results.ResultsError, errors.UsageError)
 
 

@@ -2,6 +2,7 @@
 perfectly, one that points the wrong way, and pools too small for an AUROC."""
 import numpy as np
 import pytest
+from scipy import stats
 
 import diagnosis
 import results
@@ -81,3 +82,20 @@ def test_the_bootstrap_resamples_whole_seeds(tmp_path, monkeypatch):
 def test_a_missing_file_is_one_line_and_exit_2(tmp_path, capsys):
     assert diagnosis.cli(["--results", str(tmp_path / "none.csv")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_written_out_statistics_agree_with_scipys_on_ties_and_gaps():
+    """Spearman's rho and the AUROC rank by hand (for the bootstrap's speed): with ties, in the values and in
+    both at once, and with NaNs left out pairwise, they must give scipy's numbers."""
+    rng = np.random.default_rng(3)
+    for n in (6, 13, 40):
+        a, b = rng.integers(0, 4, n).astype(float), rng.normal(size=n).round(1)
+        a[1:3], b[::5] = (0, 3), np.nan  # tied values, never all equal; b missing for every fifth model
+        keep = np.isfinite(b)
+        assert diagnosis.spearman(a, b) == pytest.approx(stats.spearmanr(a[keep], b[keep]).statistic, abs=1e-12)
+        label = rng.random(n) < 0.4
+        label[:2] = True, False
+        expected = stats.mannwhitneyu(a[label], a[~label]).statistic / (label.sum() * (~label).sum())
+        assert diagnosis.auroc(a, label) == pytest.approx(expected, abs=1e-12)
+        assert (diagnosis.average_ranks(a) == stats.rankdata(a)).all()
+

@@ -532,8 +532,8 @@ def parse_args(argv=None):
 def write_stand_ins(root, dataset, n_per_cell=None):
     """`datasets.py --stand-in root --dataset dataset` as a function: writes the stand-ins and returns the data
     flags that train on them (every flag of the printed command between "train.py" and "--method")."""
-    args = parse_args(["--stand-in", root, "--dataset", dataset, *(["--n-per-cell", str(n_per_cell)] if n_per_cell
-                                                                    else [])])
+    argv = ["--stand-in", root, "--dataset", dataset]
+    args = parse_args(argv if n_per_cell is None else [*argv, "--n-per-cell", str(n_per_cell)])
     check_args(args)
     return standins.write(args, root, n_per_cell)[0]
 

@@ -8,24 +8,23 @@ What lives in this module, top to bottom:
 
   0. the search space                RANGES, USES, search_space (train.TUNED holds the defaults)
   1. the search and seeds phases     Search, Seeds, Phases (optimizer.py suggests the points)
-  2. one pool over every setting     run_pool, build_cache, finish
-  3. launching trials                Launcher: local processes or Slurm through submitit
-  4. main()
+  2. one pool over every setting     run_pool, build_cache, finish (launch.py starts the trials:
+                                     local processes or Slurm through submitit)
+  3. main()
 """
 import argparse
 import collections
 import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 import datasets
 import errors
+import launch
 import losses
 import optimizer
 import results
@@ -89,7 +88,6 @@ def search_space(dataset, method):
 # step needs); other settings go on, and the summary counts it. To train such settings with less memory
 # (--amp bf16, a smaller --batch-size), run them into a new --results file, whose run directories sit beside it.
 
-REPO = os.path.dirname(os.path.abspath(__file__))
 SEARCH_PATIENCE = 20  # the release's search configs; its seeds configs trained 100 epochs with patience 100
 
 
@@ -131,7 +129,7 @@ class Trial:
         # configs did; a seeds-phase run keeps train.py's default (100, the release's seeds configs). A
         # --patience passed to the sweep comes later in argv, so it wins in both phases.
         tag = ["--trial", str(self.trial), "--patience", str(SEARCH_PATIENCE)] if self.trial is not None else []
-        return [sys.executable, os.path.join(REPO, "train.py"), *self.setting.train_argv(), *flags,
+        return [sys.executable, os.path.join(launch.REPO, "train.py"), *self.setting.train_argv(), *flags,
                 "--seed", str(self.seed), "--results", opts.results, "--out", self.out, "--resume",
                 "--sweep-id", self.sweep_id, *tag, *opts.passthrough]
 
@@ -438,112 +436,8 @@ def log_line(trial, start):
         return None
 
 
-# ---- launching trials: local processes, or Slurm (or its local stand-in) through submitit
-
-def visible_gpus(environ, device_count):
-    """The GPUs jobs may use, as CUDA_VISIBLE_DEVICES names them: the user's list when it is set (indices, or
-    UUIDs such as GPU-5c3d..., passed through as written), else 0 .. device_count-1."""
-    if "CUDA_VISIBLE_DEVICES" in environ:
-        return [d.strip() for d in environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
-    return [str(i) for i in range(device_count)]
-
-
-def gpu_for_slot(slot, visible):
-    """Round robin: job slot k runs on visible GPU k mod n, so more jobs than GPUs share them; None: no GPU."""
-    return visible[slot % len(visible)] if visible else None
-
-
-def slurm_extra(items):
-    """--slurm-extra KEY=VALUE or KEY ... as submitit's slurm_additional_parameters: sbatch options, values as
-    strings; a bare KEY is an option without a value (submitit writes True as `#SBATCH --KEY`)."""
-    extra = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not key or key.startswith("-"):
-            raise UsageError(f"--slurm-extra {item!r}: give an sbatch option without its dashes, as KEY=VALUE "
-                             f"(constraint=a100) or KEY (exclusive)")
-        extra[key] = value if sep else True
-    return extra
-
-
-class Launcher:
-    """Starts trials (at most --jobs at once) and reports those that ended."""
-
-    def __init__(self, opts):
-        self.opts, self.running, self.executor = opts, {}, None
-        # One GPU per local job, unless the user named one device for every trial (--device cuda:1 keeps its
-        # meaning only if the job sees every GPU). Slurm gives each job its own GPUs.
-        device = train.parse_args([*next(settings(opts)).train_argv(), *opts.passthrough]).device
-        self.gpus = visible_gpus(os.environ, torch.cuda.device_count()) if device in ("auto", "cuda") else []
-        if opts.launcher != "local":
-            try:
-                import submitit
-            except ImportError:
-                raise UsageError(f"--launcher {opts.launcher} needs submitit: pip install submitit")
-            folder = os.path.join(os.path.dirname(os.path.abspath(opts.results)), "submitit")
-            if opts.launcher == "slurm":
-                try:
-                    self.executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-                except RuntimeError as e:  # submitit finds no srun: not on a Slurm cluster
-                    raise UsageError(f"--launcher slurm: {e}; run the sweep on a cluster's login node")
-                # None leaves submitit's (and so Slurm's) default.
-                self.executor.update_parameters(
-                    slurm_partition=opts.partition, gpus_per_node=opts.gpus_per_job, timeout_min=opts.time,
-                    cpus_per_task=opts.cpus_per_job, slurm_account=opts.slurm_account, slurm_qos=opts.slurm_qos,
-                    slurm_mem=opts.mem, slurm_additional_parameters=slurm_extra(opts.slurm_extra) or None)
-            else:
-                self.executor = submitit.LocalExecutor(folder=folder)
-                self.executor.update_parameters(timeout_min=opts.time)
-            self.command = submitit.helpers.CommandFunction
-
-    def env(self, slot):
-        """Threads split between local jobs; each local job one of the visible GPUs."""
-        env = dict(os.environ)
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.opts.jobs)))
-        gpu = gpu_for_slot(slot, self.gpus)
-        if self.executor is None and gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = gpu
-        return env
-
-    def start(self, trial):
-        os.makedirs(trial.out, exist_ok=True)
-        slot = min(set(range(self.opts.jobs)) - {s for s, _ in self.running.values()})
-        cmd, env = trial.argv(self.opts), self.env(slot)
-        if self.executor is None:
-            log = open(os.path.join(trial.out, "train.log"), "ab")
-            handle = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-            log.close()
-        else:
-            handle = self.executor.submit(self.command(cmd, cwd=REPO, env=env))
-        self.running[id(trial)] = (slot, (trial, handle))
-        print(f"started {trial.label()}: {' '.join(cmd[2:])}", flush=True)
-
-    def wait(self):
-        """Block until a trial ends; return (trial, exit code or None if unknown)."""
-        while True:
-            for key, (_, (trial, handle)) in list(self.running.items()):
-                code = self._exit_code(handle)
-                if code != "running":
-                    del self.running[key]
-                    return trial, code
-            time.sleep(0.5)
-
-    @staticmethod
-    def _exit_code(handle):
-        if isinstance(handle, subprocess.Popen):
-            code = handle.poll()
-            return "running" if code is None else code
-        if not handle.done():
-            return "running"
-        try:
-            handle.result()
-            return 0
-        except Exception:  # submitit reports a failed command as an exception; the CSV tells why
-            return None
-
-
 # ----------------------------------------------------------------------------
-# 4. command line
+# 3. command line
 
 def parse_args(argv=None):
     # No abbreviations: with them, train.py's --seed would be read as the sweep's --seeds, silently.
@@ -643,7 +537,7 @@ def check(opts):
         raise UsageError(f"{given[0]} applies to --launcher slurm only; drop it or pass --launcher slurm")
     if opts.mem is not None and not re.fullmatch(r"\d+([KMGT]B?)?", opts.mem, re.IGNORECASE):
         raise UsageError(f"--mem {opts.mem!r} is not a memory size sbatch takes; pass e.g. 16G or 16000M")
-    slurm_extra(opts.slurm_extra)
+    launch.slurm_extra(opts.slurm_extra)
     try:
         for setting in settings(opts):  # each with its dataset: --score-images release, say, is X-ray's only
             train.resolve(train.parse_args(["--results", opts.results, *setting.train_argv(), *opts.passthrough]))
@@ -666,7 +560,7 @@ def main(argv=None):
             for plan in plans:
                 plan.preview()
         else:
-            run_pool(plans, opts, Launcher(opts))
+            run_pool(plans, opts, launch.Launcher(opts))
     except UsageError as e:  # results.ResultsError too: e.g. a results file on a filesystem without locks
         return errors.report(e)
     return 0

@@ -90,7 +90,7 @@ def check_script(name):
 
 
 class InProcessLauncher:
-    """sweep.Launcher's interface, for tests whose subject is the sweep rather than its subprocesses: each trial's
+    """launch.Launcher's interface, for tests whose subject is the sweep rather than its subprocesses: each trial's
     train.py command line runs in this process, to its end, when the trial starts (so it ends in start order).
     `codes` collects the exit codes. A process per trial would pay torch's import (about 4 s) every time."""
 
@@ -113,13 +113,13 @@ class InProcessLauncher:
 @pytest.fixture
 def in_process_sweep(monkeypatch):
     """sweep.main starts its trials with InProcessLauncher; returns the launchers it made."""
-    import sweep  # noqa: PLC0415  (likewise)
+    import launch  # noqa: PLC0415  (likewise)
     made = []
 
     def launcher(opts):
         made.append(InProcessLauncher(opts))
         return made[-1]
-    monkeypatch.setattr(sweep, "Launcher", launcher)
+    monkeypatch.setattr(launch, "Launcher", launcher)
     return made
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 import datasets
+import launch
 import models
 import plots
 import results
@@ -57,7 +58,7 @@ def rehearsal(tmp_path_factory):
         codes.append(made.codes)
         return made
     with pytest.MonkeyPatch.context() as mp, narrow_resnet():
-        mp.setattr(sweep, "Launcher", launcher)
+        mp.setattr(launch, "Launcher", launcher)
         for dataset in SETTINGS:
             data_flags = datasets.write_stand_ins(str(root / dataset), dataset, N_PER_CELL)
             empty = ["--empty-masks", "penalize", "skip"] if dataset == "rsna" else []

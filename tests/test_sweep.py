@@ -8,6 +8,7 @@ import types
 import pytest
 import torch
 
+import launch
 import results
 import sweep
 from conftest import InProcessLauncher, narrow_resnet
@@ -45,7 +46,7 @@ def searched(tmp_path_factory):
     the sweep's bookkeeping."""
     csv = tmp_path_factory.mktemp("sweep") / "results.csv"
     with pytest.MonkeyPatch.context() as mp, narrow_resnet():
-        mp.setattr(sweep, "Launcher", InProcessLauncher)
+        mp.setattr(launch, "Launcher", InProcessLauncher)
         assert search(csv, "--budget", "3") == 0
     return csv
 
@@ -238,7 +239,7 @@ def fake(monkeypatch):
     def launcher(opts):
         made.launcher = FakeLauncher(opts, made.codes, made.events)
         return made.launcher
-    monkeypatch.setattr(sweep, "Launcher", launcher)
+    monkeypatch.setattr(launch, "Launcher", launcher)
     monkeypatch.setattr(sweep.rundir, "lock_holder", lambda out: None)
     return made
 
@@ -356,7 +357,7 @@ def test_train_py_out_of_memory_through_the_local_launcher_is_recorded_as_oom(tm
     reports with train.py's advice and counts."""
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(FAKE_OOM)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "site"), sweep.REPO]))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "site"), launch.REPO]))
     csv = tmp_path / "r.csv"
     assert sweep.main(["--phase", "seeds", "--methods", "rrr", "--results", str(csv), "--seeds", "1", *TINY]) == 0
     out, err = capsys.readouterr()
@@ -396,7 +397,7 @@ def test_each_job_slot_gets_one_visible_gpu(tmp_path, monkeypatch, visible, coun
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
-    launcher = sweep.Launcher(sweep.parse_args(["--jobs", str(jobs), "--results", str(tmp_path / "r.csv"), *extra]))
+    launcher = launch.Launcher(sweep.parse_args(["--jobs", str(jobs), "--results", str(tmp_path / "r.csv"), *extra]))
     assert [launcher.env(slot).get("CUDA_VISIBLE_DEVICES") for slot in range(jobs)] == expected
 
 
@@ -414,7 +415,7 @@ def test_slurm_options_reach_the_sbatch_script(tmp_path, monkeypatch):
                              "mail-type=END", "exclusive", "--results", str(tmp_path / "r.csv")])
     sweep.check(opts)
     trial = sweep.Trial(sweep.Setting("synthetic", 1.0, "baseline"), "seeds-x", 1, {}, str(tmp_path / "run"))
-    sweep.Launcher(opts).start(trial)
+    launch.Launcher(opts).start(trial)
     script = next((tmp_path / "submitit").glob("42_submission.sh")).read_text().splitlines()
     for line in ("--partition=gpu", "--account=lab", "--qos=high", "--mem=16G", "--constraint=a100",
                  "--mail-type=END", "--exclusive", "--time=1440", "--cpus-per-task=4", "--gpus-per-node=1"):

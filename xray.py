@@ -422,7 +422,6 @@ def load_xray(args):
     return splits
 
 
-
 # ------------------------------------------------------------ flags
 
 def add_arguments(parser):

@@ -15,14 +15,11 @@ import cohorts
 import datasets
 from conftest import cells_of, data_args
 
-
 # train, valid_id, valid, test by default (no valid_id: the paper's training sizes), and with --valid-id-fraction 0.1
 SHIPPED_SIZES = {("xray", 0.9): (5550, 0, 2774, 2780), ("xray", 0.5): (5552, 0, 2776, 2776),
                  ("rsna", 0.9): (2694, 0, 1346, 1352), ("rsna", 0.5): (2696, 0, 1348, 1348)}
 SHIPPED_SIZES_WITH_VALID_ID = {("xray", 0.9): (4998, 552, 2774, 2780), ("xray", 0.5): (5000, 552, 2776, 2776),
                                ("rsna", 0.9): (2426, 268, 1346, 1352), ("rsna", 0.5): (2428, 268, 1348, 1348)}
-
-
 
 
 def files_of(cohort, name):

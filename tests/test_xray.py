@@ -30,6 +30,7 @@ import xray
 from conftest import cells_of, data_args
 from diagnostics import auc
 
+
 # ------------------------------------------------------------------ what to download (--plan)
 
 UNITS = {"nih": r"images_\d{3}\.tar\.gz", "padchest": r"ImageDir \d+", "rsna": r"stage_2_train_images/"}

@@ -224,18 +224,17 @@ class CachedSplit:
 
 def _dir_value(args, source):
     """The folder given for a source: its flag, else its environment variable; None when neither is set."""
-    flag, env = cohorts.SOURCES[source].dir_flag, cohorts.SOURCES[source].env
-    return getattr(args, flag[2:].replace("-", "_")) or os.environ.get(env)
+    s = cohorts.SOURCES[source]
+    return getattr(args, s.dir_flag[2:].replace("-", "_")) or os.environ.get(s.env)
 
 
 def _data_dir(args, source):
-    flag, env = cohorts.SOURCES[source].dir_flag, cohorts.SOURCES[source].env
-    root = _dir_value(args, source)
-    expected = cohorts.SOURCES[source].layout.format(ext=args.rsna_ext)
+    s, root = cohorts.SOURCES[source], _dir_value(args, source)
+    expected = s.layout.format(ext=args.rsna_ext)
     if not root:
-        raise DataError(f"{flag} is not set (nor {env}); point it at the folder holding {expected}")
+        raise DataError(f"{s.dir_flag} is not set (nor {s.env}); point it at the folder holding {expected}")
     if not os.path.isdir(root):
-        raise DataError(f"{flag} {root}: no such directory; point it at the folder holding {expected}")
+        raise DataError(f"{s.dir_flag} {root}: no such directory; point it at the folder holding {expected}")
     return root
 
 
@@ -274,10 +273,10 @@ def locate(args, table):
 
 def _missing_error(args, table, missing):
     source, name = missing[0]
-    flag, root = cohorts.SOURCES[source].dir_flag, _dir_value(args, source)
-    count, total = sum(s == source for s, _ in missing), (table["source"] == source).sum()
-    return DataError(f"{flag} {root}: missing {name} ({count} of the cohort's {total} {source} images missing); "
-                     f"expected {cohorts.SOURCES[source].layout.format(ext=args.rsna_ext)}"
+    s, root = cohorts.SOURCES[source], _dir_value(args, source)
+    count, total = sum(src == source for src, _ in missing), (table["source"] == source).sum()
+    return DataError(f"{s.dir_flag} {root}: missing {name} ({count} of the cohort's {total} {source} images missing); "
+                     f"expected {s.layout.format(ext=args.rsna_ext)}"
                      + ("; or pass --skip-bad-images to leave them out" if count < total else ""))
 
 

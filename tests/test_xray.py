@@ -175,6 +175,20 @@ def test_loader_reads_real_formats_with_labels_and_masks(tree, dataset, ext):
                 assert np.array_equal(m.numpy() > 0, expected_box_mask(cohort.table["boxes"][row], size))
 
 
+def test_a_sources_folder_may_come_from_its_environment_variable_and_the_flag_wins(tree, monkeypatch, tmp_path):
+    """--rsna-dir unset: $RSNA_DIR is read; both set: the flag, so a stale variable cannot hide a typo."""
+    argv = tree_argv(tree, "rsna")
+    i = argv.index("--rsna-dir")
+    without_flag = argv[:i] + argv[i + 2:]
+    monkeypatch.setenv("RSNA_DIR", str(tree / "rsna_jpg"))
+    from_env = datasets.load(data_args(*without_flag, "--image-size", "16"))["test"]
+    from_flag = datasets.load(data_args(*argv, "--image-size", "16"))["test"]
+    assert torch.equal(everything(from_env)[0], everything(from_flag)[0])
+    monkeypatch.setenv("RSNA_DIR", str(tmp_path / "nowhere"))
+    assert len(datasets.load(data_args(*argv, "--image-size", "16"))["test"]) == len(from_flag)
+    with pytest.raises(datasets.DataError, match="--rsna-dir .*nowhere: no such directory"):
+        datasets.load(data_args(*without_flag, "--image-size", "16"))
+
 def test_preprocessing_is_torchxrayvisions(tree):
     xrv = pytest.importorskip("torchxrayvision")
     name = pd.read_csv(tree / "padchest.csv")["ImageID"][0]

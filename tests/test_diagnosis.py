@@ -84,6 +84,16 @@ def test_a_missing_file_is_one_line_and_exit_2(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_bootstrap_sets_the_resamples_and_refuses_none_in_one_line(tmp_path, capsys):
+    path = str(tmp_path / "r.csv")
+    write_runs(path)
+    assert diagnosis.cli(["--results", path, "--bootstrap", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--bootstrap 0" in err
+    assert diagnosis.cli(["--results", path, "--bootstrap", "7", "--out", str(tmp_path / "d.md")]) == 0
+    assert "7 bootstrap resamples" in (tmp_path / "d.md").read_text()
+
+
 def test_the_written_out_statistics_agree_with_scipys_on_ties_and_gaps():
     """Spearman's rho and the AUROC rank by hand (for the bootstrap's speed): with ties, in the values and in
     both at once, and with NaNs left out pairwise, they must give scipy's numbers."""

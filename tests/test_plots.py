@@ -763,3 +763,11 @@ def test_figure_8_plots_every_shifted_seed_by_approach_against_the_column_the_pa
             assert sorted(map(tuple, points[label])) == sorted((r[column], r["test_auc"]) for r in mine), label
     assert {figures.APPROACHES[v] for v in plots.VARIANTS} == {"baseline", "input masking", "domain invariance",
                                                               "saliency-based"}
+
+
+@pytest.mark.parametrize("kind,n", [("seeds", 2), ("trials", 4), ("all", 6)])
+def test_kind_decides_whether_the_tables_count_the_seed_runs_the_search_trials_or_both(csv_path, tmp_path, kind, n):
+    """The fixture's ActDiff has two seed runs and four sweep trials (the diverged and oom runs never count)."""
+    code, _, err = run(["--results", csv_path, "--out", str(tmp_path), "--kind", kind])
+    assert code == 0, err
+    assert f"(n={n})" in table_rows((tmp_path / "tables.md").read_text(), "synthetic")["ActDiff"][0]

@@ -192,7 +192,6 @@ def test_summary_cli_needs_no_image_and_shows_valid_id_per_cell(capsys):
     assert [r[4] for r in rows.values()] == ["2426", "268", "1346", "1352"]
 
 
-
 def test_patient_split_flag_reaches_the_draw(capsys):
     """By image (the paper's way) NIH and PadChest patients span splits; --patient-split leaves none that do."""
     assert datasets.cli(["--dataset", "xray", "--summary"]) == 0
@@ -200,6 +199,7 @@ def test_patient_split_flag_reaches_the_draw(capsys):
     assert datasets.cli(["--dataset", "xray", "--summary", "--patient-split"]) == 0
     out = capsys.readouterr().out
     assert "split by patient" in out and "patients in more than one split: 0 of" in out
+
 
 @pytest.mark.parametrize("dataset,ratio,train", [("xray", "0.9", "5550"), ("rsna", "0.5", "2696")])
 def test_summary_by_default_trains_on_the_papers_sizes(capsys, dataset, ratio, train):

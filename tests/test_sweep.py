@@ -289,13 +289,13 @@ def test_a_held_search_trial_counts_against_the_budget_and_is_not_retried(tmp_pa
                                      "search-synthetic-r1.0-baseline-s0 trial 3"]
 
 
-
 def test_search_seed_names_its_own_search_and_trains_every_trial_with_that_seed(tmp_path, fake):
     assert sweep.main(["--phase", "search", "--method", "baseline", "--results", str(tmp_path / "r.csv"),
                        "--budget", "2", "--n-init", "2", "--search-seed", "3"]) == 0
     assert fake.launcher.started == ["search-synthetic-r1.0-baseline-s3 trial 1",
                                      "search-synthetic-r1.0-baseline-s3 trial 2"]
     assert {r["seed"] for r in results.read_rows(str(tmp_path / "r.csv"))} == {"3"}
+
 
 @pytest.mark.parametrize("holder,exit_code", [("pid 7 on host b", 0), (None, 2)])
 def test_exit_2_is_a_lost_race_for_the_directory_or_a_refusal(tmp_path, fake, monkeypatch, capsys, holder, exit_code):

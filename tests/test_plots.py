@@ -121,7 +121,8 @@ def seed_runs(csv_path):
 
 
 def test_plots_imports_no_torch():
-    """plots.py reads a CSV and .npz files: importing it (and collect.py, figures.py) never loads torch."""
+    """plots.py reads a CSV and .npz files: importing it (and collect.py, tables.py, figures.py) never loads
+    torch."""
     code = "import plots, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -154,7 +155,7 @@ def test_table_has_one_row_per_method_with_mean_std_over_seeds(csv_path, plotted
         bold = method != "baseline" and mean > base and mean > 0.5
         assert table[label] == [expected_cell(columns["test_auc"][method], bold),
                                 expected_cell(columns["iou"][method]), expected_cell(untrained[method])], label
-        for name, rule in zip(("test_auc", "by_valid_auc", "by_valid_id_loss"), plots.SELECTION.values()):
+        for name, rule in zip(("test_auc", "by_valid_auc", "by_valid_id_loss"), collect.SELECTION.values()):
             assert rules[rule, label][0] == expected_cell(columns[name][method]), (label, rule)
     assert "excluded 1 diverged run(s), 1 out of memory (status=oom); 6 run(s) with status=ok" in stdout
     assert (out / "tables.md").read_text() in stdout
@@ -333,6 +334,43 @@ def test_comparison_with_the_papers_per_seed_results_for_auc_and_each_saliency_m
     assert cells[7][3] == "–"  # Masked is not in the authors' file
 
 
+def test_beside_sets_another_results_file_seed_by_seed_wherever_both_have_the_setting(tmp_path):
+    """--beside LABEL CSV: the same seeds trained another way sit beside ours, with ours minus theirs paired by
+    seed. A seed only one file has counts in its own cell but not in the difference; a setting only one file
+    has gets no table; with --paper too, the paper's columns come first."""
+    ours, other = str(tmp_path / "ours.csv"), str(tmp_path / "other.csv")
+    for seed, (mine, theirs) in enumerate([(0.9, 0.7), (0.8, 0.75), (0.95, 0.6)]):
+        write_run(ours, "actdiff", seed, test_auc=mine, iou=0.5, iot=0.6)
+        if seed < 2:
+            write_run(other, "actdiff", seed, test_auc=theirs, iou=0.4 + 0.1 * seed, iot=0.5)
+    write_run(other, "actdiff", 7, test_auc=0.1, iou=0.1, iot=0.1)  # a seed ours lacks
+    write_run(other, "actdiff", 0, ratio=0.5, test_auc=0.5)  # a setting ours lacks
+    code, stdout, _ = run(["--results", ours, "--out", str(tmp_path / "out"), "--beside", "short", other])
+    assert code == 0
+    assert "ratio 0.5: compared" not in stdout
+    section = "synthetic ratio 1.0: compared with short"
+    header = stdout.split(f"## {section}\n", 1)[1].split("\n| ")[1].splitlines()[0]
+    assert header == "method | measure | ours | short | ours − short, by seed |"
+    rows = {c[1]: c[2:] for c in table_lines(stdout, section)}
+    differences = [0.9 - 0.7, 0.8 - 0.75]  # seeds 0 and 1 only
+    p = stats.ttest_1samp(differences, 0.0).pvalue
+    assert rows["test AUC"] == [expected_cell([0.9, 0.8, 0.95]), expected_cell([0.7, 0.75, 0.1]),
+                                f"{np.mean(differences):+.2f} ± {np.std(differences, ddof=1):.2f}, p = {p:.2g} (n=2)"]
+    assert rows["IoU, grad"][2].startswith("+0.05 ± 0.07")  # 0.5 - 0.4 and 0.5 - 0.5
+    assert rows["IoU, ig"] == ["–", "–", "–"]
+
+    paper = tmp_path / "paper.csv"
+    paper.write_text("method,run_seed,test_auc\nactdiff,1,0.9\nactdiff,2,1.0\n")
+    code, stdout, _ = run(["--results", ours, "--out", str(tmp_path / "out"), "--beside", "short", other,
+                           "--paper", "synthetic", "1.0", str(paper)])
+    section = "synthetic ratio 1.0: compared with the paper's per-seed results and with short"
+    assert stdout.split(f"## {section}\n", 1)[1].split("\n| ")[1].splitlines()[0] == \
+        "method | measure | ours | paper | p (Welch / MWU) | short | ours − short, by seed |"
+    assert stdout.count(": compared with") == 1
+    code, _, stderr = run(["--results", ours, "--out", str(tmp_path / "out"), "--beside", "short", ours + ".gone"])
+    assert code == 2 and stderr.count("\n") == 1 and stderr.startswith(f"error: --beside short {ours}.gone: no such")
+
+
 # ------------------------------------------------------------------ hand-made rows: baselines, ratios, rules
 
 def write_run(path, method, seed, ratio=1.0, epochs=(), burn_in=2, **final):
@@ -473,11 +511,11 @@ def test_ratios_sit_side_by_side_in_the_tables_the_correlation_and_the_auc_again
         assert corr[f"{r:.1f}"][3] == f"{stats.pearsonr(*zip(*points))[0]:.3f}"
     # The AUC-against-ratio figure: a panel per selection rule; in the paper's, each method's mean ± std.
     fig = drawn["auc_vs_ratio_synthetic"]
-    assert [ax.get_title().split("\n")[1] for ax in fig.axes] == list(plots.SELECTION.values())
+    assert [ax.get_title().split("\n")[1] for ax in fig.axes] == list(collect.SELECTION.values())
     paper_rule = fig.axes[0]
     for container, method in zip(paper_rule.containers, ("baseline", "actdiff")):
         line, _, (bars,) = container
-        assert container.get_label() == plots.LABELS[method]
+        assert container.get_label() == collect.LABELS[method]
         assert line.get_ydata() == pytest.approx([np.mean(auc[method, r]) for r in (1.0, 0.9, 0.5)])
         tops = [seg[1, 1] for seg in bars.get_segments()]
         assert tops == pytest.approx([np.mean(auc[method, r]) + np.std(auc[method, r], ddof=1)
@@ -527,7 +565,7 @@ def test_rules_table_gives_each_rules_auc_and_the_paired_difference_to_classific
     code, stdout, _ = run(["--results", path, "--out", str(tmp_path / "out"), "--latex"])
     assert code == 0
     rows = rules_rows(stdout)
-    for (rule, (mine, theirs)) in zip(plots.SELECTION.values(), ((final["actdiff"], final["baseline"]),
+    for (rule, (mine, theirs)) in zip(collect.SELECTION.values(), ((final["actdiff"], final["baseline"]),
                                                                  *zip(picks["actdiff"], picks["baseline"]))):
         assert rows[rule, "ActDiff"][0] == expected_cell(mine)
         assert rows[rule, "Classification"] == [expected_cell(theirs), "–"]
@@ -582,7 +620,7 @@ def test_cascade_figure_has_a_panel_per_saliency_method_and_a_curve_per_training
         assert [t.get_text() for t in ax.get_xticklabels()] == ["trained", *steps[:n]]
         curves = {l.get_label(): l.get_ydata() for l in ax.lines}
         for method in ("baseline", "actdiff"):
-            assert curves[plots.LABELS[method]] == pytest.approx(np.mean(expected[sal, method], axis=0))
+            assert curves[collect.LABELS[method]] == pytest.approx(np.mean(expected[sal, method], axis=0))
         assert curves["chance IoU"][0] == pytest.approx(0.05)
 
 
@@ -625,7 +663,7 @@ def xray_runs(tmp_path, missing=(("xray", 0.5, "rrr"),)):
     release-scored saliency row; synthetic ActDiff at ratio 1.0 for Figure 8's first panel. The cells in
     `missing` have no run. Returns (csv path, {(dataset, ratio, variant, empty_mask): [run dicts]})."""
     path, runs = str(tmp_path / "results.csv"), {}
-    cells = [(d, r, v, e) for d in ("xray", "rsna") for r in (0.9, 0.5) for v in plots.VARIANTS
+    cells = [(d, r, v, e) for d in ("xray", "rsna") for r in (0.9, 0.5) for v in collect.VARIANTS
              for e in (("penalize", "skip") if d == "rsna" else ("skip",)) if (d, r, v) not in missing]
     cells.append(("synthetic", 1.0, "actdiff", "skip"))
     for k, (dataset, ratio, variant, empty) in enumerate(cells):
@@ -681,10 +719,10 @@ def test_xray_tables_have_a_row_per_method_and_iou_and_iot_columns_for_each_scor
                 "with shift (0.9) IoU untrained (grad) | without shift (0.5) AUC |") in section, heading
         assert SCORING_WORDS[scoring] in section
         table = table_rows(stdout, heading)
-        assert list(table) == [plots.LABELS[v] for v in plots.VARIANTS] + ["Chance"]  # every row, in order
-        for v in plots.VARIANTS:
+        assert list(table) == [collect.LABELS[v] for v in collect.VARIANTS] + ["Chance"]  # every row, in order
+        for v in collect.VARIANTS:
             mine = runs["xray", 0.9, v, "skip"]
-            assert table[plots.LABELS[v]][1:3] == [expected_cell([r["iou"] + offset for r in mine]),
+            assert table[collect.LABELS[v]][1:3] == [expected_cell([r["iou"] + offset for r in mine]),
                                                    expected_cell([r["iot"] + offset for r in mine])], (heading, v)
         assert table["RRR"][4:] == ["–"] * 4  # no RRR run without the shift
         assert section.rstrip().splitlines()[-1].startswith('The paper\'s "IoU" matches our IoT on xray: ')
@@ -698,8 +736,8 @@ def test_rsna_rows_show_the_releases_penalize_and_our_skip_side_by_side(xray_plo
     runs, stdout, _ = xray_plotted
     table = table_lines(stdout, "rsna")
     labels = [row[1] for row in table]
-    for v in plots.VARIANTS:
-        label = plots.LABELS[v]
+    for v in collect.VARIANTS:
+        label = collect.LABELS[v]
         i = labels.index(f"{label}, penalize (release)")
         assert labels[i + 1] == f"{label}, skip (ours)"
         assert table[i + 1][3] == expected_cell([r["iou"] for r in runs["rsna", 0.9, v, "skip"]])
@@ -730,13 +768,13 @@ def test_figures_6_and_7_have_both_settings_and_a_panel_per_method_with_missing_
                         ("saliency_maps_rsna_skip", "skip")):
         dataset = name.split("_")[2]
         axes = [ax for ax in drawn[name].axes if ax.get_label() != "<colorbar>"]
-        assert len(axes) == 2 * (1 + len(plots.VARIANTS)), name
-        titles = [ax.get_title().replace("\n", " ") for ax in axes[1:1 + len(plots.VARIANTS)]]
-        assert titles == [plots.LABELS[v] for v in plots.VARIANTS]
+        assert len(axes) == 2 * (1 + len(collect.VARIANTS)), name
+        titles = [ax.get_title().replace("\n", " ") for ax in axes[1:1 + len(collect.VARIANTS)]]
+        assert titles == [collect.LABELS[v] for v in collect.VARIANTS]
         for row, ratio in enumerate((0.9, 0.5)):
-            assert axes[row * (1 + len(plots.VARIANTS))].get_ylabel() == plots.setting_name(dataset, ratio)
-            for ax, v in zip(axes[row * (1 + len(plots.VARIANTS)) + 1:(row + 1) * (1 + len(plots.VARIANTS))],
-                             plots.VARIANTS):
+            assert axes[row * (1 + len(collect.VARIANTS))].get_ylabel() == collect.setting_name(dataset, ratio)
+            for ax, v in zip(axes[row * (1 + len(collect.VARIANTS)) + 1:(row + 1) * (1 + len(collect.VARIANTS))],
+                             collect.VARIANTS):
                 mine = runs.get((dataset, ratio, v, empty))
                 if mine is None:  # drawn empty, and said
                     assert not ax.images and [t.get_text() for t in ax.texts] == ["no run"]
@@ -759,9 +797,9 @@ def test_figure_8_plots_every_shifted_seed_by_approach_against_the_column_the_pa
             if d != dataset or ratio != figures.FIG8[dataset][0]:
                 continue
             skip = ", skip" if d == "rsna" and empty == "skip" else ""
-            label = f"{figures.APPROACHES[v]}: {plots.LABELS[v]}{skip}"
+            label = f"{figures.APPROACHES[v]}: {collect.LABELS[v]}{skip}"
             assert sorted(map(tuple, points[label])) == sorted((r[column], r["test_auc"]) for r in mine), label
-    assert {figures.APPROACHES[v] for v in plots.VARIANTS} == {"baseline", "input masking", "domain invariance",
+    assert {figures.APPROACHES[v] for v in collect.VARIANTS} == {"baseline", "input masking", "domain invariance",
                                                               "saliency-based"}
 
 

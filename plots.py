@@ -156,11 +156,16 @@ def load_beside(args, label, path):
         raise results.ResultsError(f"--beside {label} {path}: {str(e).split(': ', 1)[-1]}") from None
 
 
-def comparisons(runs, args):
+def comparisons(runs, args, notes):
     """The markdown of every comparison asked for: one table per --paper setting, with the files --beside
     too, and one per further setting that our runs share with a file --beside."""
     beside = [(label, load_beside(args, label, path), path) for label, path in args.beside]
-    wanted = [(dataset, float(ratio), path) for dataset, ratio, path in args.paper]
+    wanted = []
+    for dataset, ratio, path in args.paper:
+        if at(runs, dataset, ratio).empty:
+            notes.append(f"skip: --paper {dataset} {fmt_ratio(ratio)}: no runs of ours at that setting")
+        else:
+            wanted.append((dataset, ratio, path))
     for _, other, _ in beside:
         for dataset, ratio in sorted(set(zip(runs["dataset"], runs["ratio"])) & set(zip(other["dataset"],
                                                                                             other["ratio"]))):
@@ -187,6 +192,11 @@ def comparisons(runs, args):
 
 
 def main(args):
+    for i, (dataset, ratio, path) in enumerate(args.paper):
+        try:
+            args.paper[i] = (dataset, float(ratio), path)
+        except ValueError:
+            raise errors.UsageError(f"--paper {dataset} {ratio} {path}: the ratio must be a number, e.g. 1.0")
     runs, epochs, cascade, trials, excluded = load(args)
     os.makedirs(args.out, exist_ok=True)
     notes, written, md, tex_tables = [], [], [], []
@@ -237,7 +247,7 @@ def main(args):
                "Within-setting r: the same Pearson r after subtracting each setting's mean AUC and mean IoU "
                "(does a seed with a better IoU than its method's other seeds generalise better?), t-test "
                "with n - settings - 1 degrees of freedom.", "", correlation_table(corr), ""]
-    md += comparisons(runs, args)
+    md += comparisons(runs, args, notes)
     md += ["## Notes", ""] + [f"- {n}" for n in notes]
     text = "\n".join(md) + "\n"
     with open(os.path.join(args.out, "tables.md"), "w") as f:

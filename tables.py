@@ -35,7 +35,8 @@ import pandas as pd
 from scipy import stats
 
 import results
-from collect import LABELS, PAPER_IOU, SELECTION, SHIFT_RATIOS, VARIANTS, at, per_method, present, setting_name, settings
+from collect import (LABELS, PAPER_IOU, SELECTION, SHIFT_RATIOS, VARIANTS, at, per_method, present, setting_name,
+                     settings)
 
 GROUPS = {"baseline": "Baseline", "masked": "Baseline", "masked_zero": "Baseline", "actdiff": "Domain invariance",
           "adversarial": "Domain invariance", "gradmask": "Saliency based", "rrr": "Saliency based"}

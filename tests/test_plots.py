@@ -334,6 +334,22 @@ def test_comparison_with_the_papers_per_seed_results_for_auc_and_each_saliency_m
     assert cells[7][3] == "–"  # Masked is not in the authors' file
 
 
+def test_a_paper_setting_we_have_no_runs_of_is_skipped_and_a_ratio_that_is_no_number_is_one_line(csv_path, tmp_path):
+    """The authors' file has no ratio column, so a --paper setting without runs of ours would set their
+    values under a setting they never ran: it is skipped with a reason instead. A ratio that is not a
+    number stops plots.py in one line, exit 2, before anything is written."""
+    paper = tmp_path / "paper.csv"
+    paper.write_text("method,run_seed,test_auc\nactdiff,1,0.9\nactdiff,2,1.0\n")
+    code, stdout, _ = run(["--results", csv_path, "--out", str(tmp_path / "out"), "--paper", "synthetic", "0.7",
+                           str(paper)])
+    assert code == 0 and ": compared with" not in stdout
+    assert "- skip: --paper synthetic 0.7: no runs of ours at that setting" in stdout
+    code, _, stderr = run(["--results", csv_path, "--out", str(tmp_path / "bad"), "--paper", "synthetic", "one",
+                           str(paper)])
+    assert code == 2 and stderr.count("\n") == 1 and "the ratio must be a number" in stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_beside_sets_another_results_file_seed_by_seed_wherever_both_have_the_setting(tmp_path):
     """--beside LABEL CSV: the same seeds trained another way sit beside ours, with ours minus theirs paired by
     seed. A seed only one file has counts in its own cell but not in the difference; a setting only one file

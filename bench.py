@@ -45,6 +45,7 @@ import json
 import os
 import resource
 import statistics
+import sys
 import tempfile
 import time
 
@@ -55,6 +56,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import attribution
 import datasets
+import errors
 import losses
 import memory
 import rundir
@@ -378,7 +380,20 @@ def peak_memory_mb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def checked_device(args):
+    """The device to time on, once every number bench.py is given can be timed; else a UsageError."""
+    for flag, value, least in (("--steps", args.steps, 1), ("--batch-size", args.batch_size, 2),
+                               ("--loader", args.loader, 0)):
+        if value < least:
+            raise errors.UsageError(f"{flag} {value} is invalid; pass at least {least}")
+    if any(size < 1 for size in args.memory or ()):
+        raise errors.UsageError(f"--memory {' '.join(map(str, args.memory))}: image sides must be positive, "
+                                f"e.g. --memory 28 224")
+    return saliency.resolve_device(args.device)
+
+
 def main(argv=None):
+    """Times (or, with --memory, sizes) every method; returns the rows it printed. Bad flags: UsageError."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--size", type=int, default=28, choices=(28, 224))
@@ -396,7 +411,7 @@ def main(argv=None):
                    help=f"instead of timing: each method's peak memory per step at these image sizes (default "
                         f"{' '.join(map(str, MEMORY_SIZES))}), fp32 and bf16; estimated, and on CUDA measured")
     args = p.parse_args(argv)
-    device = torch.device(args.device)
+    device = checked_device(args)
     if args.memory is not None:
         rows = memory_table(args.methods, args.memory or MEMORY_SIZES, args.batch_size, device)
         if args.json:
@@ -465,5 +480,14 @@ def main(argv=None):
     return rows
 
 
+def cli(argv=None):
+    """Command-line entry: 0 when done, 2 with one line for a flag bench.py cannot use."""
+    try:
+        main(argv)
+    except errors.UsageError as e:
+        return errors.report(e)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -12,6 +12,19 @@ import memory
 import train
 
 
+@pytest.mark.parametrize("argv,needle", [(["--steps", "0"], "--steps 0"), (["--batch-size", "1"], "--batch-size 1"),
+                                         (["--loader", "-5"], "--loader -5"), (["--memory", "0"], "--memory 0"),
+                                         (["--device", "gpu0"], "--device gpu0")])
+def test_a_flag_bench_cannot_time_is_one_line_and_exit_2_before_any_timing(tmp_path, capsys, argv, needle):
+    """--steps 0 used to end in statistics' "no median for empty data", a device torch does not know in its
+    RuntimeError: each is now one line naming the flag, and nothing is written."""
+    out = tmp_path / "bench.json"
+    assert bench.cli([*argv, "--json", str(out), "--checkpoint", str(tmp_path / "ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {needle}")
+    assert not out.exists() and not (tmp_path / "ckpt").exists()
+
+
 def test_bench_reports_step_floor_and_loader(tmp_path):
     out = tmp_path / "bench.json"
     bench.main(["--methods", "baseline", "rrr", "--steps", "1", "--batch-size", "4", "--no-epoch", "--loader", "64",

@@ -215,6 +215,7 @@ BAD = {
     "run directory unwritable": (lambda t: ["--out", str(t / "afile" / "run")], "--out"),
     "checkpoint does not load": (lambda t: ["--out", str(t / "badrun"), "--resume"], "checkpoint.pt"),
     "resume without --out": (lambda t: ["--resume"], "--out"),
+    "a device torch does not know": (lambda t: ["--device", "gpu0"], "--device gpu0: not a device"),
     "images of the wrong size": (lambda t: _release(t, _bad_size), "28x28"),
     "masks that do not match images": (lambda t: _release(t, _bad_mask), "mask"),
     "labels outside 0/1": (lambda t: _release(t, _bad_label), "classes outside"),

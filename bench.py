@@ -28,8 +28,8 @@ memory format (channels_last for bf16 on CUDA).
 ``--memory`` instead reports each method's peak memory in one training step at each image size, in fp32
 and under bf16 autocast, and that of saliency scoring (input gradients on one batch of saliency.score_batch
 images, in fp32, as train.py scores them whatever --amp says). Estimated everywhere (``step_estimate``): the
-state (weights, buffers, gradients, Adam's moments; the discriminator's too) plus the most bytes autograd's saved tensors
-hold at once (memory.SavedTensors). On CUDA also measured: the allocator's peak over a step after a
+state (weights, buffers, gradients, Adam's moments; the discriminator's too) plus the most bytes autograd's
+saved tensors hold at once (memory.SavedTensors). On CUDA also measured: the allocator's peak over a step after a
 warm-up step (an adversarial cycle: the encoder steps on one batch in disc_ratio). The estimate leaves out
 what lives only inside an operation (cuDNN's workspace, a gradient on its way through the backward pass).
 
@@ -269,8 +269,8 @@ def step_estimate(name, hp, size, batch_size, device):
 
 
 def scoring_estimate(size, device):
-    """(saved, state) bytes of scoring input-gradient saliency on one batch of saliency.score_batch(size) images (eval mode, fp32): the
-    weights, and the saved tensors of one batch, extrapolated as in step_estimate."""
+    """(saved, state) bytes of scoring input-gradient saliency on one batch of saliency.score_batch(size) images
+    (eval mode, fp32): the weights, and the saved tensors of one batch, extrapolated as in step_estimate."""
     saved = {}
     for n in FEW:
         net = ResNet18().to(device)

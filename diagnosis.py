@@ -1,6 +1,7 @@
 """Can saliency diagnose the shortcut? The analysis REPRODUCTION.md fixed before the 100-epoch numbers.
 
-    python diagnosis.py --results results/synthetic-100-epochs/results.csv --out results/synthetic-100-epochs/diagnosis.md
+    python diagnosis.py --results results/synthetic-100-epochs/results.csv \
+        --out results/synthetic-100-epochs/diagnosis.md
 
 On the synthetic task every model gets a ground-truth label from its AUC
 swing, test_auc_train_rule - test_auc (diagnostics.py): it *uses the

@@ -197,7 +197,8 @@ class Search:
             t = max(self.taken, default=0) + 1
             rng = np.random.default_rng([self.opts.search_seed, t])
             pending = [p.params for p in self.pending.values()]
-            trial = self.trial(t, optimizer.suggest(self.space, self.observed, rng, pending=pending, n_init=self.opts.n_init))
+            params = optimizer.suggest(self.space, self.observed, rng, pending=pending, n_init=self.opts.n_init)
+            trial = self.trial(t, params)
         self.taken.add(trial.trial)
         self.pending[trial.trial] = trial
         return trial
@@ -419,8 +420,8 @@ def finish(trial, code, opts):
         return finals[-1]
     row = dict(kind="failed", status="failed", sweep_id=trial.sweep_id, trial=trial.trial, seed=trial.seed,
                dataset=trial.setting.dataset, method=trial.setting.method, ratio=trial.setting.ratio,
-               mask_fill=trial.setting.mask_fill, empty_mask=trial.setting.empty_mask, run_dir=trial.out, time=time.strftime("%Y-%m-%dT%H:%M:%S"),
-               **trial.params)
+               mask_fill=trial.setting.mask_fill, empty_mask=trial.setting.empty_mask, run_dir=trial.out,
+               time=time.strftime("%Y-%m-%dT%H:%M:%S"), **trial.params)
     results.append_row(opts.results, row)
     print(f"{trial.label()} failed (exit {code}); recorded as failed, see {trial.out}/train.log", file=sys.stderr)
     return row

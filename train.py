@@ -246,8 +246,8 @@ def train_epoch(net, opt, method, split, hp, generator, device, desc):
     net.train()
     fmt = memory_format(device, getattr(hp, "amp", "fp32"))
     sums, counts = {}, {}
-    bar = tqdm(split.batches(hp.batch_size, generator, pin_memory=torch.device(device).type == "cuda"), total=-(-len(split) // hp.batch_size),
-               desc=desc, leave=False, disable=None)
+    batches = split.batches(hp.batch_size, generator, pin_memory=torch.device(device).type == "cuda")
+    bar = tqdm(batches, total=-(-len(split) // hp.batch_size), desc=desc, leave=False, disable=None)
     for batch in bar:
         terms = train_step(net, opt, method, *to_device(batch, device, fmt), hp)
         for k, v in terms.items():
@@ -343,8 +343,8 @@ def run(args, splits, run_dir):
     state = {"epoch": 0, "best": None, "since_best": 0, "status": "ok", "elapsed": 0.0,
              "max_valid_auc": -1.0, "min_valid_id_loss": float("inf"),
              **run_dir.restore(ckpt, net, opt, method, generator)}
-    base = dict(results.config_columns(args), **results.environment(device, args.deterministic), run_id=run_id, run_dir=out,
-                precision=args.amp, sweep_id=args.sweep_id, trial=args.trial,
+    base = dict(results.config_columns(args), **results.environment(device, args.deterministic), run_id=run_id,
+                run_dir=out, precision=args.amp, sweep_id=args.sweep_id, trial=args.trial,
                 n_bad_images=getattr(splits["train"], "n_bad_images", None))  # X-ray: what --skip-bad-images left out
     start = time.time() - state["elapsed"]
     stop = state["since_best"] >= args.patience or state["status"] != "ok"

@@ -7,8 +7,9 @@ Run from the repository root as modules:
     python -m checks.rrr_confidence RUN_DIR ...           # why RRR's gradient map stays outside the mask
     python -m checks.scoring_variants {grad,ig,occlusion} RUN_DIR ...   # occlusion scored the authors' way
     python -m checks.gpu_epochs --out DIR                 # X-ray epoch times and memory on a GPU (docs/speed.md)
+    python -m checks.runs_table CSV                       # every finished run of a setting, seed by seed
 
-bf16_bridge reads only committed results CSVs; rrr_confidence and scoring_variants need the runs' best.pt,
+bf16_bridge and runs_table read only results CSVs; rrr_confidence and scoring_variants need the runs' best.pt,
 which is not committed (run them where the runs were trained); gpu_epochs writes stand-ins and trains on them.
 Each module's docstring names the result it checks.
 """

@@ -668,6 +668,25 @@ def test_the_bf16_bridge_sets_each_runs_move_against_the_fp32_seed_spread(tmp_pa
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_the_runs_table_has_a_cell_per_finished_run_and_a_dash_where_a_seed_is_still_running(tmp_path, capsys):
+    """checks/runs_table.py: one row per method in the tables' order, one column per seed; a cell is the final
+    row's test AUC / box_effect / selected epoch / seconds; a run without a final row is "–", and the last
+    final row of a run counts. Another ratio than the CSV holds is a one-line error."""
+    runs_table = check_script("runs_table")
+    path = str(tmp_path / "r.csv")
+    write_run(path, "actdiff", 1, test_auc=0.97, box_effect=0.0002, selected_epoch=86, seconds=3814.2)
+    write_run(path, "baseline", 1, test_auc=0.5, box_effect=0.5, selected_epoch=1, seconds=1)  # replaced below
+    write_run(path, "baseline", 1, test_auc=0.001, box_effect=0.994, selected_epoch=18, seconds=3314)
+    write_run(path, "baseline", 2, test_auc=0.0, box_effect=0.99, selected_epoch=22, seconds=3775)
+    assert runs_table.main([path]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "| setting | seed 1 | seed 2 |", "|---|---|---|",
+        "| Classification | 0.00 / 0.99 / 18 / 3,314 | 0.00 / 0.99 / 22 / 3,775 |",
+        "| ActDiff | 0.97 / 0.0002 / 86 / 3,814 | – |"]
+    assert runs_table.main([path, "--ratio", "0.5"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
 # ------------------------------------------------------------------ the X-ray tables and Figures 6-8, on written rows
 
 XRAY_SIDE = 8  # the written figure maps are 8x8

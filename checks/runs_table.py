@@ -1,0 +1,56 @@
+"""Every finished run of one setting, seed by seed: the table under REPRODUCTION.md's "Status" of the 100-epoch
+set. A cell is one run's test AUC / box_effect / selected epoch / seconds (as its final row says; "–" where the
+run has not finished), a row per method in the tables' order, a column per seed.
+
+    python -m checks.runs_table results/synthetic-100-epochs/results.csv [--dataset synthetic] [--ratio 1.0]
+"""
+import argparse
+import sys
+
+import numpy as np
+import pandas as pd
+
+import collect
+import results
+
+
+def cell(run):
+    """'AUC / box_effect / epoch / seconds' of one run; box_effect with one significant digit below 0.01."""
+    auc, box, epoch, seconds = (pd.to_numeric(run[c], errors="coerce")
+                                for c in ("test_auc", "box_effect", "selected_epoch", "seconds"))
+    box_text = "–" if np.isnan(box) else (f"{box:.1g}" if 0 < box < 0.005 else f"{box:.2f}")
+    return f"{auc:.2f} / {box_text} / {epoch:.0f} / {seconds:,.0f}"
+
+
+def table(csv, dataset, ratio):
+    """The markdown table; ResultsError when the CSV has no finished run of the setting."""
+    args = argparse.Namespace(results=csv, dataset=[dataset], method=None, sweep_id=None, saliency="grad",
+                              kind="seeds")
+    runs = collect.at(collect.load(args)[0], dataset, ratio)
+    if runs.empty:
+        raise results.ResultsError(f"{csv}: no finished run of {dataset} ratio {collect.fmt_ratio(ratio)}")
+    seeds = sorted(int(s) for s in runs["seed"].unique())
+    by_run = {(r["variant"], int(r["seed"])): cell(r) for _, r in runs.iterrows()}
+    lines = ["| setting | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    lines += [f"| {collect.LABELS[v]} | " + " | ".join(by_run.get((v, s), "–") for s in seeds) + " |"
+              for v in collect.VARIANTS if (runs["variant"] == v).any()]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m checks.runs_table", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("csv", help="a results CSV")
+    parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--ratio", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    try:
+        print(table(args.csv, args.dataset, args.ratio))
+    except results.ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -76,7 +76,6 @@ def excluded_note(excluded, n_ok):
     return f"excluded {', '.join(said)}; {n_ok} run(s) with status=ok"
 
 
-# ------------------------------------------------------------------ tables
 # ------------------------------------------------------------------ the AUC-IoU correlation
 
 def correlation(auc, iou, n_boot=N_BOOT, seed=0):
@@ -146,7 +145,7 @@ def correlation_table(corr):
                      "Spearman ρ", "p", "within-setting r", "p"], rows)
 
 
-# ------------------------------------------------------------------ main
+# ------------------------------------------------------------------ ours beside other per-seed results
 
 def load_beside(args, label, path):
     """The runs of a results file --beside, read with our filters but not our --sweep-id."""
@@ -190,6 +189,8 @@ def comparisons(runs, args, notes):
         md += [paper_iou_note(dataset), ""] if dataset in PAPER_IOU_MATCHES else []
     return md
 
+
+# ------------------------------------------------------------------ main
 
 def main(args):
     for i, (dataset, ratio, path) in enumerate(args.paper):

@@ -59,6 +59,8 @@ PAPER_IOU_MATCHES = {
 PAPER_NAMES = {"masked (zero fill)": "masked_zero"}  # the authors' method names -> our table rows
 
 
+# ------------------------------------------------------------------ the tables
+
 def cell(values, bold=False):
     """(text, bold) for one table cell: 'mean ± std (n=k)' over the non-missing values."""
     v = pd.to_numeric(pd.Series(values), errors="coerce").dropna().to_numpy(float)
@@ -200,6 +202,8 @@ def rules_table(runs, dataset):
     return header, body
 
 
+# ------------------------------------------------------------------ markdown and LaTeX
+
 def title(h):
     return h if isinstance(h, str) else " ".join(h)
 
@@ -233,6 +237,8 @@ def latex(header, body, caption):
     return "\n".join(lines)
 
 
+
+# ------------------------------------------------------------------ ours beside other per-seed results
 
 def ours_vs_paper(mine, theirs):
     """[ours, paper, 'Welch p / MWU p'] cells; p is '–' unless both sides have >= 2 values, not all equal."""
@@ -280,8 +286,8 @@ def comparison(runs, dataset, ratio, paper=None, beside=()):
     """
     def setting(frame):
         frame = at(frame, dataset, float(ratio))
-        return frame[frame["empty_mask"] == "penalize"] if dataset == "rsna" and \
-            (frame["empty_mask"] == "penalize").any() else frame
+        penalize = frame["empty_mask"] == "penalize"
+        return frame[penalize] if dataset == "rsna" and penalize.any() else frame
     ours, beside = setting(runs), [(label, setting(frame)) for label, frame in beside]
     measures = [("test AUC", "test_auc", "test_auc")] + [
         (f"{name}, {m}", measure, col.replace("iou_", f"{measure}_")) for m, col in PAPER_IOU.items()
@@ -313,6 +319,8 @@ def comparison(runs, dataset, ratio, paper=None, beside=()):
         header += [label, f"ours − {label}, by seed"]
     return markdown(header, body)
 
+
+# ------------------------------------------------------------------ captions
 
 RESULTS_CAPTION = (
     "{dataset}: test AUC at the epoch of lowest loss on the reversed (shifted) valid split (the paper's rule; "

@@ -255,20 +255,20 @@ def load_checkpoint(out, args):
 
 
 def prepare_paths(args):
-    """Check, before anything is written, that the results file and the run directory are usable."""
+    """Check, before anything is written, that the results file and the run directory are usable. Nothing is
+    created yet: a run stopped by bad data afterwards leaves no empty directory behind."""
     results.check_file(args.results)
     for flag, folder in (("--results", os.path.dirname(os.path.abspath(args.results))),
                          ("--out", args.out)):
         if folder is None:
             continue
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except FileExistsError:
-            raise UsageError(f"{flag}: {folder} is a file, not a directory; pass a writable path")
-        except OSError as e:
-            raise UsageError(f"{flag}: cannot create {folder} ({e.strerror}); pass a writable path")
-        if not os.access(folder, os.W_OK):
-            raise UsageError(f"{flag}: {folder} is not writable; pass a writable path")
+        existing = os.path.abspath(folder)  # the deepest part of the path that exists: it must be a writable folder
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise UsageError(f"{flag}: {existing} is a file, not a directory; pass a writable path")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise UsageError(f"{flag}: {existing} is not writable; pass a writable path")
     if args.resume and not args.out:
         raise UsageError("--resume needs --out RUN_DIR: the run directory to continue")
 

@@ -242,6 +242,20 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ca
     assert not list(tmp_path.glob("runs"))
 
 
+@pytest.mark.parametrize("argv,needle", [([*TINY, "--ratio", "1.5"], "--ratio 1.5"),
+                                         (["--dataset", "xray", "--method", "baseline"], "--nih-dir")])
+def test_a_run_stopped_by_its_data_flags_or_folders_leaves_no_directory_behind(tmp_path, capsys, monkeypatch, argv,
+                                                                               needle):
+    """The run directory and the results folder are checked before the data loads but made only after it: an
+    --out (and a --results folder) that did not exist still do not."""
+    monkeypatch.delenv("NIH_DIR", raising=False)
+    out, csv = tmp_path / "new" / "run", tmp_path / "fresh" / "r.csv"
+    code = train.cli(["--results", str(csv), "--out", str(out), "--epochs", "1", *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_non_finite_loss_records_diverged_and_exits_3(tmp_path):
     path = tmp_path / "r.csv"
     code = train.cli(["--results", str(path), "--out", str(tmp_path / "run"), *TINY, "--epochs", "2", "--no-probes",

@@ -155,12 +155,23 @@ def load_beside(args, label, path):
         raise results.ResultsError(f"--beside {label} {path}: {str(e).split(': ', 1)[-1]}") from None
 
 
-def comparisons(runs, args, notes):
-    """The markdown of every comparison asked for: one table per --paper setting, with the files --beside
-    too, and one per further setting that our runs share with a file --beside."""
-    beside = [(label, load_beside(args, label, path), path) for label, path in args.beside]
-    wanted = []
+def paper_settings(args):
+    """--paper's (dataset, ratio, path) triples with the ratio as a number; UsageError when it is none."""
+    papers = []
     for dataset, ratio, path in args.paper:
+        try:
+            papers.append((dataset, float(ratio), path))
+        except ValueError:
+            raise errors.UsageError(f"--paper {dataset} {ratio} {path}: the ratio must be a number, e.g. 1.0")
+    return papers
+
+
+def comparisons(runs, papers, beside, notes):
+    """The markdown of every comparison asked for: one table per --paper setting (`paper_settings`), with the
+    files --beside too ((label, runs, path) triples), and one per further setting that our runs share with a
+    file --beside."""
+    wanted = []
+    for dataset, ratio, path in papers:
         if at(runs, dataset, ratio).empty:
             notes.append(f"skip: --paper {dataset} {fmt_ratio(ratio)}: no runs of ours at that setting")
         else:
@@ -193,12 +204,9 @@ def comparisons(runs, args, notes):
 # ------------------------------------------------------------------ main
 
 def main(args):
-    for i, (dataset, ratio, path) in enumerate(args.paper):
-        try:
-            args.paper[i] = (dataset, float(ratio), path)
-        except ValueError:
-            raise errors.UsageError(f"--paper {dataset} {ratio} {path}: the ratio must be a number, e.g. 1.0")
+    papers = paper_settings(args)
     runs, epochs, cascade, trials, excluded = load(args)
+    beside = [(label, load_beside(args, label, path), path) for label, path in args.beside]
     os.makedirs(args.out, exist_ok=True)
     notes, written, md, tex_tables = [], [], [], []
     notes.append(excluded_note(excluded, len(runs)))
@@ -248,7 +256,7 @@ def main(args):
                "Within-setting r: the same Pearson r after subtracting each setting's mean AUC and mean IoU "
                "(does a seed with a better IoU than its method's other seeds generalise better?), t-test "
                "with n - settings - 1 degrees of freedom.", "", correlation_table(corr), ""]
-    md += comparisons(runs, args, notes)
+    md += comparisons(runs, papers, beside, notes)
     md += ["## Notes", ""] + [f"- {n}" for n in notes]
     text = "\n".join(md) + "\n"
     with open(os.path.join(args.out, "tables.md"), "w") as f:

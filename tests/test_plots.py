@@ -383,8 +383,9 @@ def test_beside_sets_another_results_file_seed_by_seed_wherever_both_have_the_se
     assert stdout.split(f"## {section}\n", 1)[1].split("\n| ")[1].splitlines()[0] == \
         "method | measure | ours | paper | p (Welch / MWU) | short | ours − short, by seed |"
     assert stdout.count(": compared with") == 1
-    code, _, stderr = run(["--results", ours, "--out", str(tmp_path / "out"), "--beside", "short", ours + ".gone"])
+    code, _, stderr = run(["--results", ours, "--out", str(tmp_path / "gone"), "--beside", "short", ours + ".gone"])
     assert code == 2 and stderr.count("\n") == 1 and stderr.startswith(f"error: --beside short {ours}.gone: no such")
+    assert not (tmp_path / "gone").exists()  # refused before anything is written
 
 
 # ------------------------------------------------------------------ hand-made rows: baselines, ratios, rules

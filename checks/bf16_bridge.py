@@ -9,6 +9,7 @@ rule and the honest rule) and of gradient IoU on every seed both hold, beside th
 import argparse
 import sys
 
+import errors
 import plots
 import results
 
@@ -37,8 +38,7 @@ def main(argv):
     try:
         bf16, fp32 = runs_of(args.bf16_csv, "bf16"), runs_of(args.fp32_csv, "fp32")
     except results.ResultsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return errors.report(e)
     both = bf16.add_suffix("_bf16").join(fp32.add_suffix("_fp32"), how="inner")
     worst = 0.0
     for variant, rows in both.groupby(level="variant"):

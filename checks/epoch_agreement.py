@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import pandas as pd
 
+import errors
 import protocol
 import results
 
@@ -71,8 +72,7 @@ def main(argv=None):
     try:
         first, second = epochs_by_run(args.first), epochs_by_run(args.second)
     except (OSError, results.ResultsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return errors.report(e)
     pairs = sorted(set(first) & set(second))
     if not pairs:
         print(f"error: {args.first} and {args.second} share no finished run (dataset, ratio, method, mask fill, "

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 import attribution
 import datasets
+import errors
 import saliency
 
 QUANTITIES = {  # name: the function of the logits (B, 2) whose input gradient is examined
@@ -57,8 +58,7 @@ def main(argv):
         try:
             net, x, mask = saliency.scored_test_images(run)
         except (saliency.UsageError, datasets.DataError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+            return errors.report(e)
         confidence, scores = examine(net, x, mask)
         print(f"{os.path.basename(run.rstrip('/'))}: mean |1 - 2p| {confidence:.3f}" + "".join(
             f"; {name}: IoU {iou:.3f}, outside share {share:.3f}" for name, (iou, share) in scores.items()),

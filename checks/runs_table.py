@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 import collect
+import errors
 import results
 
 
@@ -47,8 +48,7 @@ def main(argv=None):
     try:
         print(table(args.csv, args.dataset, args.ratio))
     except results.ResultsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return errors.report(e)
     return 0
 
 

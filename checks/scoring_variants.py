@@ -17,6 +17,7 @@ import torch
 
 import attribution
 import datasets
+import errors
 import saliency
 
 
@@ -50,8 +51,7 @@ def main(argv):
         try:
             net, x, mask = saliency.scored_test_images(run)
         except (saliency.UsageError, datasets.DataError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+            return errors.report(e)
         s = attribution.SALIENCY[method](net, x)
         for name, (f, sigma, binarise) in VARIANTS.items():
             scores, _ = binarise(f(s), mask, sigma)

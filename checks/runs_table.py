@@ -1,6 +1,7 @@
 """Every finished run of one setting, seed by seed: the table under REPRODUCTION.md's "Status" of the 100-epoch
 set. A cell is one run's test AUC / box_effect / selected epoch / seconds (as its final row says; "–" where the
-run has not finished), a row per method in the tables' order, a column per seed.
+run has not finished), a row per method in the tables' order, a column per seed; under it, how many runs have
+finished and their seconds summed.
 
     python -m checks.runs_table results/synthetic-100-epochs/results.csv [--dataset synthetic] [--ratio 1.0]
 """
@@ -35,6 +36,9 @@ def table(csv, dataset, ratio):
     lines = ["| setting | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
     lines += [f"| {collect.LABELS[v]} | " + " | ".join(by_run.get((v, s), "–") for s in seeds) + " |"
               for v in collect.VARIANTS if (runs["variant"] == v).any()]
+    seconds = pd.to_numeric(runs["seconds"], errors="coerce").sum()
+    lines += ["", f"{len(runs)} finished runs; their seconds summed: {seconds:,.0f} ({seconds / 3600:.1f} hours of "
+                  f"one run at a time)"]
     return "\n".join(lines)
 
 

@@ -683,7 +683,8 @@ def test_the_runs_table_has_a_cell_per_finished_run_and_a_dash_where_a_seed_is_s
     assert capsys.readouterr().out.splitlines() == [
         "| setting | seed 1 | seed 2 |", "|---|---|---|",
         "| Classification | 0.00 / 0.99 / 18 / 3,314 | 0.00 / 0.99 / 22 / 3,775 |",
-        "| ActDiff | 0.97 / 0.0002 / 86 / 3,814 | – |"]
+        "| ActDiff | 0.97 / 0.0002 / 86 / 3,814 | – |", "",
+        "3 finished runs; their seconds summed: 10,903 (3.0 hours of one run at a time)"]
     assert runs_table.main([path, "--ratio", "0.5"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
 

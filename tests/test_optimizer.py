@@ -55,7 +55,8 @@ def test_unit_cube_round_trip():
         q = optimizer.from_unit(optimizer.to_unit(p, space), space)
         assert q["depth"] == p["depth"] and math.isclose(q["lr"], p["lr"]) and math.isclose(q["wd"], p["wd"])
     for depth in range(2, 10):  # every integer owns an equal slice, including the end points
-        assert optimizer.from_unit(optimizer.to_unit({"lr": 1e-3, "wd": 0, "depth": depth}, space), space)["depth"] == depth
+        unit = optimizer.to_unit({"lr": 1e-3, "wd": 0, "depth": depth}, space)
+        assert optimizer.from_unit(unit, space)["depth"] == depth
     assert optimizer.from_unit(np.array([0.0, 0.0, 1.0]), space)["depth"] == 9
     mid = optimizer.from_unit(np.array([0.5, 0.5, 0.5]), space)["lr"]  # log: the midpoint is geometric
     assert math.isclose(mid, math.sqrt(1e-4 * 1e-1))

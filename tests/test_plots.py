@@ -548,8 +548,8 @@ def test_notes_say_which_precision_each_ratio_trained_in_and_when_one_pools_two(
     code, stdout, _ = run(["--results", path, "--out", str(tmp_path / "out")])
     assert code == 0
     notes = [line for line in stdout.splitlines() if line.startswith("- precision:")]
-    assert notes == ["- precision: synthetic ratio 0.5: 2 run(s) in bf16, 1 run(s) in fp32; both are pooled in the tables",
-                     "- precision: synthetic ratio 1.0: 2 run(s) in fp32"]
+    assert notes == ["- precision: synthetic ratio 0.5: 2 run(s) in bf16, 1 run(s) in fp32; both are pooled in the "
+                     "tables", "- precision: synthetic ratio 1.0: 2 run(s) in fp32"]
 
 
 def rule_epochs(test_auc):

@@ -205,7 +205,8 @@ def _bad_label(root):
 
 def _one_class(root):
     text = (root / "distractor2_labels.csv").read_text().splitlines()
-    (root / "distractor2_labels.csv").write_text("\n".join(text[:1] + [l.rsplit(",", 1)[0] + ",0" for l in text[1:]]) + "\n")
+    rows = [l.rsplit(",", 1)[0] + ",0" for l in text[1:]]
+    (root / "distractor2_labels.csv").write_text("\n".join(text[:1] + rows) + "\n")
 
 
 BAD = {
@@ -234,7 +235,8 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ca
     results.append_row(str(path), {"kind": "final"})
     snapshot = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     make_argv, needle = BAD[case]
-    code = train.cli(["--results", str(path), "--epochs", "1", "--n-train", "32", "--n-eval", "16", *make_argv(tmp_path)])
+    code = train.cli(["--results", str(path), "--epochs", "1", "--n-train", "32", "--n-eval", "16",
+                      *make_argv(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert len(err.splitlines()) == 1 and err.startswith("error:") and needle in err, err

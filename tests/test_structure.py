@@ -1,4 +1,5 @@
-"""The modules' imports form a tree: no module imports one that imports it back, not even inside a function."""
+"""The modules' imports form a tree: no module imports one that imports it back, not even inside a function; and
+the Python files keep to one line length."""
 import ast
 import os
 
@@ -54,3 +55,19 @@ def test_the_check_scripts_sit_above_the_library_and_run_as_modules_from_the_roo
                                                                      for c in CHECKS]:
         with open(path) as f:
             assert "sys.path" not in f.read(), path
+
+
+MAX_LINE = 120
+
+
+def test_no_python_line_is_longer_than_120_characters():
+    """One line length for the modules, checks and tests alike (CONTRIBUTING.md), so that a diff reads at one
+    width."""
+    paths = [os.path.join(folder, f) for folder in (REPO, os.path.join(REPO, "checks"), os.path.join(REPO, "tests"))
+             for f in sorted(os.listdir(folder)) if f.endswith(".py")]
+    long = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            long += [f"{os.path.relpath(path, REPO)}:{i}" for i, line in enumerate(f, 1)
+                     if len(line.rstrip("\n")) > MAX_LINE]
+    assert long == []

@@ -39,7 +39,6 @@ second copy of the best weights, every epoch) and now (weights and Adam state,
 at most every ``--checkpoint-every`` seconds, plus ``best.pt`` when the best
 epoch changes), as a share of a baseline epoch.
 """
-import argparse
 import gc
 import json
 import os
@@ -394,7 +393,7 @@ def checked_device(args):
 
 def main(argv=None):
     """Times (or, with --memory, sizes) every method; returns the rows it printed. Bad flags: UsageError."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = errors.ArgumentParser(prog="bench.py", description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--size", type=int, default=28, choices=(28, 224))
     p.add_argument("--methods", nargs="+", default=list(losses.METHODS), choices=list(losses.METHODS))

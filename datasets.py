@@ -43,7 +43,7 @@ import torch
 import cohorts
 import standins
 import xray
-from errors import DataError, UsageError, report  # DataError: raised here, in cohorts.py and xray.py
+from errors import ArgumentParser, DataError, UsageError, report  # DataError: raised here, in cohorts.py and xray.py
 
 DEFAULT_RATIO = {"synthetic": 1.0, **cohorts.DEFAULT_RATIO}
 EMPTY_MASK = {"synthetic": "skip", **xray.EMPTY_MASK}  # train.py's --empty-mask default, per dataset
@@ -499,7 +499,7 @@ def load(args):
 
 def parse_args(argv=None):
     """datasets.py's command line (cli's docstring says what each mode does)."""
-    p = argparse.ArgumentParser(description=cli.__doc__.split(":")[0])
+    p = ArgumentParser(prog="datasets.py", description=cli.__doc__.split(":")[0])
     add_arguments(p)
     p.add_argument("--summary", action="store_true", help="print the cohort's counts (reads no image)")
     p.add_argument("--plan", default=None, metavar="DATASET",

@@ -18,7 +18,6 @@ practitioner could look at is then asked two things, in two pools of models
 each with a 95% interval from a bootstrap that resamples seeds (all of a
 seed's models together). Reads only the results CSV: no torch.
 """
-import argparse
 import os
 import sys
 
@@ -217,7 +216,7 @@ def report(tables, n_boot=BOOTSTRAP):
 
 
 def cli(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = errors.ArgumentParser(prog="diagnosis.py", description=__doc__.split("\n")[0])
     p.add_argument("--results", required=True, help="a results CSV with the shortcut columns")
     p.add_argument("--out", default=None, help="write the markdown here too")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap resamples of the seeds")

@@ -40,7 +40,7 @@ N_BOOT = 2000
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    p = errors.ArgumentParser(prog="plots.py", description=__doc__.split("\n")[0],
                                 epilog="The figures of the data (data_<dataset>.png) are datasets.py's: "
                                        "python datasets.py --figure DIR [--dataset ...].")
     p.add_argument("--results", default=os.path.join("results", "results.csv"), help="the shared results CSV")

@@ -15,7 +15,6 @@ runs the same way without importing each other.
 
     python results.py --upgrade FILE   # rewrite a file from an earlier version under today's columns
 """
-import argparse
 import csv
 import fcntl
 import io
@@ -24,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 
-from errors import UsageError
+from errors import ArgumentParser, UsageError
 
 COLUMNS = [
     "time", "run_id", "kind", "status", "sweep_id", "trial",
@@ -256,7 +255,7 @@ def environment(device, deterministic=None):
 
 
 def cli(argv=None):
-    p = argparse.ArgumentParser(description="The shared results CSV.")
+    p = ArgumentParser(prog="results.py", description="The shared results CSV.")
     p.add_argument("--upgrade", metavar="FILE", required=True,
                    help="rewrite FILE, written by an earlier version, under this version's columns")
     args = p.parse_args(argv)

@@ -482,7 +482,7 @@ def _write_npz(path, **arrays):
 # ------------------------------------------------------------------ command line
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Score a saved run's saliency against the expert masks.")
+    p = errors.ArgumentParser(prog="saliency.py", description="Score a saved run's saliency against the expert masks.")
     p.add_argument("--run", required=True, help="a run directory holding best.pt (results/runs/<run_id>)")
     p.add_argument("--saliency", choices=tuple(attribution.SALIENCY) + ("all",), default="grad",
                    help="input gradients (the paper's tables), integrated gradients, occlusion, or all three "

@@ -84,7 +84,7 @@ def tuned_setting(dataset, ratio):
 # ------------------------------------------------------------------ arguments
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = errors.ArgumentParser(prog="train.py", description=__doc__.split("\n")[0])
     datasets.add_arguments(p)
     p.add_argument("--method", default="baseline", help=f"one of {', '.join(losses.METHODS)}")
     p.add_argument("--seed", type=int, default=0, help="training seed (weights, batch order, shuffles)")

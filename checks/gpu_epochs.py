@@ -77,7 +77,7 @@ def full_cohort(dataset, ratio):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m checks.gpu_epochs", description=__doc__,
+    p = errors.ArgumentParser(prog="python -m checks.gpu_epochs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="a folder for the stand-ins, runs and results.csv")
     p.add_argument("--device", default="cuda")

@@ -43,7 +43,7 @@ def table(csv, dataset, ratio):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m checks.runs_table", description=__doc__,
+    parser = errors.ArgumentParser(prog="python -m checks.runs_table", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("csv", help="a results CSV")
     parser.add_argument("--dataset", default="synthetic")

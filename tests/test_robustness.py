@@ -1,5 +1,6 @@
 """Nothing recorded is lost: resume after SIGKILL, concurrent writers, torn rows, bad input."""
 import csv
+import importlib
 import multiprocessing
 import os
 import random
@@ -256,6 +257,24 @@ def test_a_run_stopped_by_its_data_flags_or_folders_leaves_no_directory_behind(t
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("entry,argv", [
+    ("train.cli", ["--amp", "fp16"]), ("sweep.main", ["--phase", "seeds", "--dataset", "synthetic", "--amp", "fp16"]),
+    ("saliency.cli", ["--run", "x", "--saliency", "smooth"]), ("plots.cli", ["--kind", "every"]),
+    ("diagnosis.cli", ["--results", "r.csv", "--bootstrap", "many"]), ("bench.cli", ["--size", "32"]),
+    ("datasets.cli", ["--figure"]), ("results.cli", ["--upgrade"]), ("train.cli", ["--no-such-flag"])])
+def test_a_flag_argparse_itself_refuses_is_one_line_naming_the_help_too(capsys, entry, argv):
+    """A wrong choice, type or count, or an unknown flag, is refused by argparse before our own checks run: one
+    line naming the flag, and which --help lists the flags (train.py's for the flags sweep.py passes on), exit
+    2; not the whole usage first."""
+    module, function = entry.split(".")
+    with pytest.raises(SystemExit) as stop:
+        getattr(importlib.import_module(module), function)(argv)
+    err = capsys.readouterr().err
+    target = "train" if module == "sweep" else module
+    assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert err.rstrip().endswith(f"; see {target}.py --help"), err
 
 
 def test_non_finite_loss_records_diverged_and_exits_3(tmp_path):

@@ -1,7 +1,8 @@
 """Bad input: the errors every command reports as one line naming the problem and the fix, exit code 2.
 
 Raised anywhere below a command-line entry (train.py, sweep.py, saliency.py,
-datasets.py, plots.py, diagnosis.py); `report` is how each entry prints one.
+datasets.py, plots.py, diagnosis.py); `report` is how each entry prints one, and `ArgumentParser` makes
+argparse's own refusals one line too.
 Nothing is written to a results file before they are raised.
 """
 import argparse

@@ -188,8 +188,9 @@ def comparisons(runs, papers, beside, notes):
                 f"theirs); p-values of Welch's t-test and the Mann-Whitney U test (two-sided) of ours against "
                 f"theirs."] if path else []
         said += [f"Beside `{p}` (\"{label}\"): its runs of this setting, and ours minus its seed by seed: mean ± "
-                 f"std over the seeds both have, with the two-sided paired t-test's p (a seed draws the same data "
-                 f"and the same initial network in both)." for label, _, p in others]
+                 f"std over the seeds both have, with the two-sided paired t-test's p (pairing assumes that a seed "
+                 f"drew the same data and initial network in both files, as it does within one version of the "
+                 f"data generator)." for label, _, p in others]
         said += ["Ours: the --empty-mask penalize runs, as the authors trained, where there are any."] \
             if dataset == "rsna" else []
         against = (["the paper's per-seed results"] if path else []) + [label for label, _, _ in others]

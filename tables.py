@@ -278,8 +278,9 @@ def comparison(runs, dataset, ratio, paper=None, beside=()):
     of the Mann-Whitney U test (two-sided), and where our runs were also
     scored on the release's subset (the authors' own scoring), two more
     columns compare those. Against each file beside: its values and
-    `paired_difference` of ours minus its, seed by seed (the same seed draws
-    the same data and the same initial network). On rsna, ours and theirs are
+    `paired_difference` of ours minus its, seed by seed (a pairing that
+    means something where a seed drew the same data and initial network in
+    both, as within one version of the data generator). On rsna, ours and theirs are
     the --empty-mask penalize runs (the authors') where there are any. A side
     without values is "–", and so is p unless both sides have two or more;
     columns missing from the authors' file count as no values.

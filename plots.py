@@ -41,8 +41,8 @@ N_BOOT = 2000
 
 def parse_args(argv=None):
     p = errors.ArgumentParser(prog="plots.py", description=__doc__.split("\n")[0],
-                                epilog="The figures of the data (data_<dataset>.png) are datasets.py's: "
-                                       "python datasets.py --figure DIR [--dataset ...].")
+                              epilog="The figures of the data (data_<dataset>.png) are datasets.py's: "
+                                     "python datasets.py --figure DIR [--dataset ...].")
     p.add_argument("--results", default=os.path.join("results", "results.csv"), help="the shared results CSV")
     p.add_argument("--out", default="figures", help="directory for tables.md, tables.tex and the figures")
     p.add_argument("--latex", action="store_true", help="also write the tables as LaTeX (tables.tex)")

@@ -442,8 +442,8 @@ def log_line(trial, start):
 def parse_args(argv=None):
     # No abbreviations: with them, train.py's --seed would be read as the sweep's --seeds, silently.
     p = errors.ArgumentParser(prog="sweep.py", description=__doc__.split("\n")[0], allow_abbrev=False,
-                                epilog="Any other flag (--epochs, --patience, --n-train, --device, ...) is "
-                                       "passed to every train.py run unchanged.")
+                              epilog="Any other flag (--epochs, --patience, --n-train, --device, ...) is "
+                                     "passed to every train.py run unchanged.")
     p.add_argument("--benchmark", choices=sorted(optimizer.BENCHMARKS), help="run the optimiser on a test function")
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--phase", nargs="+", choices=("search", "seeds"),

@@ -31,7 +31,7 @@ def runs_of(csv, amp):
 
 def main(argv):
     parser = errors.ArgumentParser(prog="python -m checks.bf16_bridge", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bf16_csv", help="the bridge's results CSV (every ratio-1.0 run in bf16)")
     parser.add_argument("fp32_csv", help="the fp32 results CSV of the same seeds and data")
     args = parser.parse_args(argv)

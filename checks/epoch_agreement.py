@@ -65,7 +65,7 @@ def compare(a, b, burn_in):
 
 def main(argv=None):
     parser = errors.ArgumentParser(prog="python -m checks.epoch_agreement", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("first", help="a results CSV")
     parser.add_argument("second", help="another results CSV with runs of the same seeds")
     args = parser.parse_args(argv)

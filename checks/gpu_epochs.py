@@ -78,7 +78,7 @@ def full_cohort(dataset, ratio):
 
 def main(argv=None):
     p = errors.ArgumentParser(prog="python -m checks.gpu_epochs", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="a folder for the stand-ins, runs and results.csv")
     p.add_argument("--device", default="cuda")
     p.add_argument("--amp", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])

@@ -52,7 +52,7 @@ def examine(net, x, mask):
 
 def main(argv):
     parser = errors.ArgumentParser(prog="python -m checks.rrr_confidence", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="a finished run's directory (with its best.pt)")
     for run in parser.parse_args(argv).runs:
         try:

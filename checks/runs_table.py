@@ -44,7 +44,7 @@ def table(csv, dataset, ratio):
 
 def main(argv=None):
     parser = errors.ArgumentParser(prog="python -m checks.runs_table", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("csv", help="a results CSV")
     parser.add_argument("--dataset", default="synthetic")
     parser.add_argument("--ratio", type=float, default=1.0)

@@ -42,7 +42,7 @@ VARIANTS = {  # name: (transform of the raw attribution, blur sigma, binarisatio
 
 def main(argv):
     parser = errors.ArgumentParser(prog="python -m checks.scoring_variants", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("method", choices=attribution.SALIENCY, help="the saliency method whose maps are scored")
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="a finished run's directory (with its best.pt)")
     args = parser.parse_args(argv)

@@ -13,6 +13,7 @@ import pandas as pd
 
 import collect
 import errors
+import plots
 import results
 
 
@@ -26,8 +27,7 @@ def cell(run):
 
 def table(csv, dataset, ratio):
     """The markdown table; ResultsError when the CSV has no finished run of the setting."""
-    args = argparse.Namespace(results=csv, dataset=[dataset], method=None, sweep_id=None, saliency="grad",
-                              kind="seeds")
+    args = plots.parse_args(["--results", csv, "--dataset", dataset, "--saliency", "grad"])  # plots.py's defaults
     runs = collect.at(collect.load(args)[0], dataset, ratio)
     if runs.empty:
         raise results.ResultsError(f"{csv}: no finished run of {dataset} ratio {collect.fmt_ratio(ratio)}")

@@ -215,10 +215,13 @@ def fig_auc_vs_localisation(runs, out, written, notes):
     """Figure 8: test AUC against the localisation score, every run with a covariate shift (FIG8's ratio), one
     panel per dataset (synthetic, SPC, VPC); colour = the approach (baseline, input masking, domain invariance,
     saliency-based), marker = the method. x is the column the paper's "IoU" is on that dataset (FIG8). rsna's
-    skip runs (our correction) are hollow beside the release's penalize runs. A dataset without runs is an
-    empty panel, with a note."""
-    fig, axes = panels(len(FIG8), height=2.6)
-    for ax, (dataset, (ratio, column)) in zip(axes, FIG8.items()):
+    skip runs (our correction) are hollow beside the release's penalize runs. A dataset the file has no run of
+    is left out (a synthetic-only file draws one panel); one whose runs miss FIG8's ratio is an empty panel, with
+    a note."""
+    present = [d for d in FIG8 if (runs["dataset"] == d).any()] or list(FIG8)
+    fig, axes = panels(len(present), height=2.6)
+    for ax, dataset in zip(axes, present):
+        ratio, column = FIG8[dataset]
         shown = at(runs, dataset, ratio).dropna(subset=[column, "test_auc"])
         label = "IoU" if column == "iou" else "IoT"
         ax.set(title=f"{FIG8_NAMES[dataset]}, ratio {fmt_ratio(ratio)}", xlabel=f"test {label}",
@@ -235,8 +238,10 @@ def fig_auc_vs_localisation(runs, out, written, notes):
                 ax.scatter(sel[column], sel["test_auc"], marker=marker, s=18, alpha=0.85, edgecolors=colour,
                            facecolors="none" if hollow else colour,
                            label=f"{APPROACHES[v]}: {LABELS.get(v, v)}" + (", skip" if hollow else ""))
-    fig.suptitle("Test AUC against localisation, every seed with a covariate shift. x: IoU on synthetic, IoT on "
-                 "SPC and VPC (the column the paper's \"IoU\" is); hollow: rsna --empty-mask skip", fontsize=7)
+    xs = "; ".join(f"{'IoU' if FIG8[d][1] == 'iou' else 'IoT'} on {FIG8_NAMES[d]}" for d in present)
+    hollow = "; hollow: rsna --empty-mask skip" if "rsna" in present else ""
+    fig.suptitle(f"Test AUC against localisation, every seed with a covariate shift. x: {xs} (the column the "
+                 f"paper's \"IoU\" is){hollow}", fontsize=7)
     handles = {l: h for ax in axes for h, l in zip(*ax.get_legend_handles_labels())}
     order = [f"{APPROACHES[v]}: {LABELS.get(v, v)}{skip}" for a in APPROACH_COLOURS for v in VARIANTS
              if APPROACHES[v] == a for skip in ("", ", skip")]  # grouped by approach, as the paper's legend

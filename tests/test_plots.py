@@ -864,6 +864,15 @@ def test_figure_8_plots_every_shifted_seed_by_approach_against_the_column_the_pa
                                                               "saliency-based"}
 
 
+def test_figure_8_leaves_out_the_datasets_a_file_has_no_run_of(csv_path, tmp_path, drawn):
+    """A synthetic-only file draws Figure 8's synthetic panel alone, and its title names no X-ray column."""
+    code, _, err = run(["--results", csv_path, "--out", str(tmp_path)])
+    assert code == 0, err
+    fig = drawn["auc_vs_localisation"]
+    assert [ax.get_title() for ax in fig.axes] == ["synthetic, ratio 1.0"]
+    assert "IoT" not in fig.get_suptitle() and "rsna" not in fig.get_suptitle()
+
+
 @pytest.mark.parametrize("kind,n", [("seeds", 2), ("trials", 4), ("all", 6)])
 def test_kind_decides_whether_the_tables_count_the_seed_runs_the_search_trials_or_both(csv_path, tmp_path, kind, n):
     """The fixture's ActDiff has two seed runs and four sweep trials (the diverged and oom runs never count)."""

@@ -62,6 +62,7 @@ import rundir
 import saliency
 import train
 import xray
+import models
 from models import ResNet18
 
 
@@ -388,7 +389,7 @@ def checked_device(args):
     if any(size < 1 for size in args.memory or ()):
         raise errors.UsageError(f"--memory {' '.join(map(str, args.memory))}: image sides must be positive, "
                                 f"e.g. --memory 28 224")
-    return saliency.resolve_device(args.device)
+    return models.resolve_device(args.device)
 
 
 def main(argv=None):

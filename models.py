@@ -6,12 +6,15 @@ resolution through the first stage. Besides ``forward(x) -> logits`` it has
 ``features_and_logits(x)``, which also returns the 512-d pooled features (the
 input of ``fc``), because the domain-invariance penalties (actdiff,
 adversarial) compare features. Any model with that method can be trained by
-losses.py (the tests use a tiny linear one).
+losses.py (the tests use a tiny linear one). ``resolve_device`` turns the
+commands' ``--device`` into the device the networks run on.
 """
 import torch
 import torch.nn as nn
 from torch.nn.utils.parametrizations import spectral_norm
 from torchvision.models.resnet import BasicBlock, ResNet
+
+from errors import UsageError
 
 FEATURES = 512
 
@@ -52,3 +55,16 @@ class Discriminator(nn.Module):
 
     def forward(self, z):
         return self.net(z).squeeze(1)  # (B,)
+
+
+def resolve_device(device):
+    """auto (CUDA where there is one, else CPU), cpu, cuda or cuda:N; anything else, or CUDA where there is none,
+    is one line naming the choices."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available here; pass --device cpu or auto")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device}: not a device; pass auto, cpu, cuda or cuda:N") from None

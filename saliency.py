@@ -55,6 +55,7 @@ import diagnostics
 import errors
 import results
 from errors import UsageError
+import models
 from models import ResNet18
 
 N_EXAMPLES = 16    # example maps saved per run for the figures
@@ -559,17 +560,6 @@ def run_id_of(run, ckpt):
         return os.path.basename(os.path.abspath(run))
 
 
-def resolve_device(device):
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available here; pass --device cpu or auto")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"--device {device}: not a device; pass auto, cpu, cuda or cuda:N") from None
-
-
 def main(args):
     """Score the test split of a saved run and append kind=saliency rows; returns the rows.
 
@@ -598,7 +588,7 @@ def main(args):
     check_scoring(config)
     path = args.results or getattr(config, "results", None) or os.path.join("results", "results.csv")
     results.check_file(path)
-    device = resolve_device(args.device)
+    device = models.resolve_device(args.device)
     net = load_model(run, ckpt).to(device)
     splits = datasets.load(config)
     size = score_size(config)

@@ -35,6 +35,7 @@ import rundir
 import saliency
 from diagnostics import auc
 from errors import UsageError
+import models
 from models import ResNet18
 from protocol import PROBE_EPOCHS
 
@@ -178,7 +179,7 @@ def resolve(args):
     for flag, ok, fix in checks:
         if not ok:
             raise UsageError(f"--{flag} {getattr(args, flag.replace('-', '_'))} is invalid; {fix}")
-    args.device = str(saliency.resolve_device(args.device))
+    args.device = str(models.resolve_device(args.device))
     if args.deterministic is None:
         args.deterministic = not args.device.startswith("cuda")
     return args

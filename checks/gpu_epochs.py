@@ -28,7 +28,7 @@ import torch
 
 import datasets
 import errors
-import saliency
+import models
 import train
 import xray
 from errors import UsageError
@@ -88,7 +88,7 @@ def main(argv=None):
     p.add_argument("--ratio", type=float, default=0.9)
     args = p.parse_args(argv)
     try:
-        saliency.resolve_device(args.device)  # before anything is written: no GPU here is one line
+        models.resolve_device(args.device)  # before anything is written: no GPU here is one line
     except UsageError as e:
         return errors.report(e)
     sizes = dict(zip(SIZES, args.image_sizes))

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 import losses
 import protocol
 import train
-from conftest import Linear, hparams
+from conftest import hparams
 from models import ResNet18
 
 PRIORS = ["actdiff", "adversarial", "gradmask", "rrr"]

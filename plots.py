@@ -22,6 +22,7 @@ from results: ``python datasets.py --figure DIR [--dataset xray ...]`` writes
 """
 import argparse
 import os
+import shlex
 import sys
 
 import numpy as np
@@ -63,7 +64,10 @@ def parse_args(argv=None):
     p.add_argument("--beside", nargs=2, action="append", default=[], metavar=("LABEL", "CSV"),
                    help="compare, seed by seed, with another results CSV of ours wherever both have a setting, "
                         "e.g. '20 epochs' results/synthetic/results.csv (repeatable)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # tables.md opens with the command that drew it, so a committed table says how to redraw it (and a test does)
+    args.command = shlex.join(["python", "plots.py", *(sys.argv[1:] if argv is None else argv)])
+    return args
 
 
 def excluded_note(excluded, n_ok):
@@ -259,13 +263,14 @@ def main(args):
                "with n - settings - 1 degrees of freedom.", "", correlation_table(corr), ""]
     md += comparisons(runs, papers, beside, notes)
     md += ["## Notes", ""] + [f"- {n}" for n in notes]
-    text = "\n".join(md) + "\n"
+    drawn_by = f"Drawn by `{getattr(args, 'command', 'plots.main')}`."
+    text = "\n".join([drawn_by, ""] + md) + "\n"
     with open(os.path.join(args.out, "tables.md"), "w") as f:
         f.write(text)
     written.append(os.path.join(args.out, "tables.md"))
     if args.latex:
         with open(os.path.join(args.out, "tables.tex"), "w") as f:
-            f.write("% needs \\usepackage{booktabs}\n" + "\n\n".join(tex_tables) + "\n")
+            f.write(f"% {drawn_by}\n% needs \\usepackage{{booktabs}}\n" + "\n\n".join(tex_tables) + "\n")
         written.append(os.path.join(args.out, "tables.tex"))
     print(text)
     print("wrote:\n" + "\n".join(f"  {p}" for p in written))

@@ -2,7 +2,8 @@
 
 Every ``tables.md`` under results/ opens with the plots.py command that drew it. Rerunning that command on the
 committed CSV (and the committed saliency maps its rows point to) must give the same file, so a table can
-never go stale behind a change to plots.py or a CSV that grew: redraw it and commit both together.
+never go stale behind a change to plots.py or a CSV that grew: redraw it and commit both together. The
+README's headline table names the tables.md it comes from, and must show that file's numbers.
 """
 import glob
 import os
@@ -58,3 +59,44 @@ def test_a_committed_table_is_what_its_command_draws_from_the_committed_files(pa
     tex = os.path.join(REPO, os.path.dirname(path), "tables.tex")
     if "--latex" in argv:
         assert body(tmp_path / "tables.tex") == body(tex), f"{tex} is stale"
+
+
+def cells(text):
+    """The rows of the markdown tables in `text`, each a list of cells (the |---| lines left out)."""
+    return [[c.strip() for c in l.strip().strip("|").split("|")] for l in text.splitlines()
+            if l.startswith("|") and not l.startswith("|---")]
+
+
+def table(markdown, heading):
+    """(header, rows) of the table under the first '## ' heading that starts with `heading`."""
+    section = re.split(r"\n## ", markdown)
+    lines = cells(next(s for s in section if s.startswith(heading)))
+    return lines[0], lines[1:]
+
+
+def mean(cell):
+    """'**0.94 ± 0.06 (n=10)**' -> '0.94'; '–' stays."""
+    return cell.strip("*").split(" ")[0]
+
+
+def test_the_readme_headline_shows_the_means_of_the_committed_table_it_names():
+    with open(os.path.join(REPO, "README.md")) as f:
+        headline = f.read().split("\n## The headline", 1)[1].split("\n## ", 1)[0]
+    source = re.search(r"\]\((results/[\w./-]+/tables\.md)\)", headline).group(1)
+    with open(os.path.join(REPO, source)) as f:
+        tables = f.read()
+    lines = cells(headline)
+    methods, shown = lines[0][1:], {l[0]: l[1:] for l in lines[1:]}
+    assert methods and set(shown) == {"ours", "paper"}
+
+    header, rows = table(tables, "synthetic\n")
+    ours = {r[1]: (mean(r[header.index("ratio 1.0 AUC")]), mean(r[header.index("ratio 1.0 IoU")])) for r in rows}
+    header, rows = table(tables, "synthetic ratio 1.0: compared with the paper's per-seed results")
+    paper, method = {}, None
+    for r in rows:
+        method = r[0] or method
+        paper[method, r[1]] = mean(r[header.index("paper")])
+    for m, cell in zip(methods, shown["ours"]):
+        assert cell == " / ".join(ours[m]), (source, m)
+    for m, cell in zip(methods, shown["paper"]):
+        assert cell == f"{paper[m, 'test AUC']} / {paper[m, 'IoU, grad']}", (source, m)

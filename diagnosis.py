@@ -19,6 +19,7 @@ each with a 95% interval from a bootstrap that resamples seeds (all of a
 seed's models together). Reads only the results CSV: no torch.
 """
 import os
+import shlex
 import sys
 
 import numpy as np
@@ -229,7 +230,9 @@ def cli(argv=None):
         tables = pools(results.read_rows(args.results))
     except errors.UsageError as e:
         return errors.report(e)
-    text = report(tables, args.bootstrap)
+    # the file opens with the command that wrote it, as plots.py's tables.md does
+    command = shlex.join(["python", "diagnosis.py", *(sys.argv[1:] if argv is None else argv)])
+    text = f"Drawn by `{command}`.\n\n" + report(tables, args.bootstrap)
     print(text)
     if args.out:
         tmp = args.out + ".tmp"

@@ -91,7 +91,10 @@ def test_bootstrap_sets_the_resamples_and_refuses_none_in_one_line(tmp_path, cap
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--bootstrap 0" in err
     assert diagnosis.cli(["--results", path, "--bootstrap", "7", "--out", str(tmp_path / "d.md")]) == 0
-    assert "7 bootstrap resamples" in (tmp_path / "d.md").read_text()
+    written = (tmp_path / "d.md").read_text()
+    assert "7 bootstrap resamples" in written
+    # the file names the command that wrote it, so a committed answer says how to redo it
+    assert written.startswith(f"Drawn by `python diagnosis.py --results {path} --bootstrap 7 --out {tmp_path}/d.md`.")
 
 
 def test_the_written_out_statistics_agree_with_scipys_on_ties_and_gaps():

@@ -58,11 +58,11 @@ import datasets
 import errors
 import losses
 import memory
+import models
 import rundir
 import saliency
 import train
 import xray
-import models
 from models import ResNet18
 
 

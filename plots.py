@@ -263,7 +263,7 @@ def main(args):
                "with n - settings - 1 degrees of freedom.", "", correlation_table(corr), ""]
     md += comparisons(runs, papers, beside, notes)
     md += ["## Notes", ""] + [f"- {n}" for n in notes]
-    drawn_by = f"Drawn by `{getattr(args, 'command', 'plots.main')}`."
+    drawn_by = f"Drawn by `{args.command}`."
     text = "\n".join([drawn_by, ""] + md) + "\n"
     with open(os.path.join(args.out, "tables.md"), "w") as f:
         f.write(text)

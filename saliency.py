@@ -53,9 +53,9 @@ import attribution
 import datasets
 import diagnostics
 import errors
+import models
 import results
 from errors import UsageError
-import models
 from models import ResNet18
 
 N_EXAMPLES = 16    # example maps saved per run for the figures

@@ -25,7 +25,8 @@ the input removes exactly the box: test_auc_masked_input = test_auc_nobox.
 
 All of it is forward passes in fp32 (like saliency, whatever precision the run
 trained in), batched, with one copy to the host at the end. ``auc`` is the
-AUC every evaluation of the project uses.
+AUC every evaluation of the project uses, and ``log_softmax`` the float64
+score it ranks by (train.py's test_auc too).
 """
 import numpy as np
 import torch
@@ -46,6 +47,13 @@ def auc(scores, labels):
     if n_pos == 0 or n_neg == 0:
         return float("nan")  # undefined with one class; train.check_splits refuses such splits
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def log_softmax(logits):
+    """log p of each class, in float64, from (N, 2) logits (numpy): what every AUC here ranks by. A float32
+    softmax rounds p to exactly 1.0 once the logit gap passes about 17, and so ties confident images."""
+    logits = np.asarray(logits, dtype=np.float64)
+    return logits - np.logaddexp(logits[:, :1], logits[:, 1:])
 
 
 def box_variants(x, mask, y):
@@ -86,19 +94,21 @@ def shortcut(net, split, synthetic, device, batch_size=64):
             moved = box_variants(x, mask, y)
             variants.update(left=moved["left"], right=moved["right"])
         logits = net(torch.cat([variants[n] for n in names]).float()).float()      # (V * B, 2)
-        p = torch.softmax(logits, 1)[:, 1].view(len(names), -1)                    # (V, B)
-        rows.append(torch.cat([p, y.view(1, -1).to(p.dtype), has_mask.view(1, -1).to(p.dtype)]))
+        labels = torch.stack([y.to(logits.dtype), has_mask.to(logits.dtype)], 1)  # (B, 2)
+        rows.append(torch.cat([logits.view(len(names), -1, 2), labels.unsqueeze(0)]))  # (V + 1, B, 2)
     net.train(was_training)
     table = torch.cat(rows, 1).cpu().numpy().astype(np.float64)                     # one copy to the host
-    p = dict(zip(names, table[: len(names)]))
-    y, has_mask = table[len(names)].astype(np.int64), table[len(names) + 1] > 0
+    # Ranked by float64 log p(class 1), as train.py's test_auc is, so that the swing compares like with like.
+    log_p = {n: log_softmax(logits)[:, 1] for n, logits in zip(names, table)}
+    p = {n: np.exp(v) for n, v in log_p.items()}
+    y, has_mask = table[-1, :, 0].astype(np.int64), table[-1, :, 1] > 0
     out = dict.fromkeys(SHORTCUT_COLUMNS)
     if has_mask.any():
         out["mask_effect"] = float(np.abs(p["x"] - p["masked"])[has_mask].mean())
     if has_mask.all():
-        out["test_auc_masked_input"] = auc(p["masked"], y)
+        out["test_auc_masked_input"] = auc(log_p["masked"], y)
     if synthetic:
-        train_rule = np.where(y == 1, p["right"], p["left"])
+        train_rule = np.where(y == 1, log_p["right"], log_p["left"])
         out.update(box_effect=float(np.abs(p["right"] - p["left"]).mean()),
-                   test_auc_nobox=auc(p["masked"], y), test_auc_train_rule=auc(train_rule, y))
+                   test_auc_nobox=auc(log_p["masked"], y), test_auc_train_rule=auc(train_rule, y))
     return out

@@ -277,7 +277,7 @@ def evaluate(net, split, batch_size, device, amp="fp32"):
         outputs.append(torch.cat([logits, y.view(-1, 1).to(logits.dtype)], 1))  # (b, 3): logit 0, logit 1, y
     out = torch.cat(outputs).cpu().numpy().astype(np.float64)                      # the split's one copy
     logits, labels = out[:, :2], out[:, 2].astype(np.int64)
-    log_p = logits - np.logaddexp(logits[:, :1], logits[:, 1:])                    # log-softmax, stable
+    log_p = diagnostics.log_softmax(logits)
     return {"loss": float(-log_p[np.arange(len(labels)), labels].mean()),
             "auc": auc(log_p[:, 1], labels), "acc": float((logits.argmax(1) == labels).mean())}
 

@@ -36,6 +36,14 @@ class CrossReader(nn.Module):
         return torch.stack([-d / 2, d / 2], 1)
 
 
+class ConfidentCrossReader(CrossReader):
+    """CrossReader's ranking with every logit gap between 19 and 32: a float32 softmax rounds every p to 1.0,
+    while float64 log-probabilities keep them apart."""
+
+    def forward(self, x):
+        return super().forward(x) + torch.tensor([-12.0, 12.0])
+
+
 class Constant(nn.Module):
     def forward(self, x):
         return torch.zeros(len(x), 2) + x.sum() * 0
@@ -68,6 +76,17 @@ def test_a_model_that_reads_only_the_box_is_caught_by_every_ground_truth_measure
     # Masking the input outside the crosses removes the box, and nothing else: by construction the same AUC.
     assert out["test_auc_masked_input"] == out["test_auc_nobox"]
     assert out["mask_effect"] == pytest.approx(0.5, abs=1e-6)  # |p - 1/2|, with p saturated at 0 or 1
+
+
+def test_a_confident_model_that_ignores_the_box_has_a_swing_of_exactly_zero(test_split):
+    """The swing subtracts train.py's test AUC, which ranks by float64 log-probability: the shortcut columns
+    must rank the same way, or a model whose every p rounds to 1.0 in float32 ties all its images (AUC 0.5)."""
+    import train
+    net = ConfidentCrossReader()
+    out = diagnostics.shortcut(net, test_split, True, "cpu")
+    test_auc = train.evaluate(net, test_split, 16, "cpu")["auc"]
+    assert test_auc > 0.9 and out["test_auc_train_rule"] - test_auc == 0.0
+    assert out["test_auc_nobox"] == out["test_auc_masked_input"] == test_auc and out["box_effect"] == 0.0
 
 
 def test_a_model_that_reads_only_the_crosses_scores_zero_on_every_box_measure(test_split):

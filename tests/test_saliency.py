@@ -13,7 +13,7 @@ import datasets
 import results
 import saliency
 import train
-from checks import rrr_confidence, scoring_variants
+from checks import rrr_confidence, scoring_variants, shortcut_precision
 from conftest import Linear
 from models import ResNet18
 
@@ -442,6 +442,20 @@ def test_bad_input_exits_2_with_one_line_and_appends_nothing(trained_run, capsys
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: ") and flag in err
     assert path.read_bytes() == before
     assert (path.parent / "other.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_the_shortcut_precision_check_recomputes_the_swing_the_run_recorded(trained_run, capsys):
+    """checks/shortcut_precision.py reloads the selected model and redraws the test split from its config: the
+    swing it computes with both AUCs in float64 is the one the run's final row recorded (train.py records
+    them that way), to the printed digits."""
+    run, path = trained_run
+    assert shortcut_precision.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
+            if line.startswith("| Classification")]
+    assert len(rows) == 1
+    recorded, corrected = rows[0][1:3]
+    assert recorded == corrected and "the label (swing >= 0.5) flips in 0" in out
 
 
 def test_the_ties_out_binarisation_keeps_only_pixels_above_the_next_value():

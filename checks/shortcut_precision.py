@@ -49,14 +49,15 @@ def logits_of(net, split):
 
 
 def swing_both_ways(logits, y):
-    """{"train_rule_float32": the AUC as recorded, "train_rule_float64", "test_float64"}."""
+    """{"train_rule_float32": the AUC as recorded, "train_rule_float64", "test_float64", and the shares of the test
+    images whose p rounds to 1 in float32 ("saturated") and whose log p rounds to 0 in float64 ("saturated64")}."""
     rule = lambda scores: np.where(y == 1, scores["right"], scores["left"])
     p32 = {k: torch.softmax(torch.from_numpy(v), 1)[:, 1].numpy().astype(np.float64) for k, v in logits.items()}
     log_p64 = {k: diagnostics.log_softmax(v)[:, 1] for k, v in logits.items()}
     return {"train_rule_float32": diagnostics.auc(rule(p32), y),
             "train_rule_float64": diagnostics.auc(rule(log_p64), y),
             "test_float64": diagnostics.auc(log_p64["x"], y),
-            "saturated": float((p32["x"] == 1.0).mean())}
+            "saturated": float((p32["x"] == 1.0).mean()), "saturated64": float((log_p64["x"] == 0.0).mean())}
 
 
 def main(argv=None):
@@ -71,7 +72,8 @@ def main(argv=None):
     except results.ResultsError as e:
         return errors.report(e)
     print("| run | swing recorded | swing, both float64 | train-rule AUC: recorded / float32 again / float64 | "
-          "test AUC: recorded / float64 again | share of test images with p = 1.0 in float32 | label flips |")
+          "test AUC: recorded / float64 again | share of test images with p = 1 in float32 / log p = 0 in float64 | "
+          "label flips |")
     print("|---|---|---|---|---|---|---|")
     flips = n = 0
     for _, run in runs.sort_values(["seed", "variant"]).iterrows():
@@ -90,7 +92,7 @@ def main(argv=None):
         print(f"| {collect.LABELS[run['variant']]} s{int(run['seed'])} | {recorded:+.4f} | {corrected:+.4f} | "
               f"{float(run['test_auc_train_rule']):.4f} / {got['train_rule_float32']:.4f} / "
               f"{got['train_rule_float64']:.4f} | {float(run['test_auc']):.4f} / {got['test_float64']:.4f} | "
-              f"{got['saturated']:.2f} | {'yes' if flip else ''} |", flush=True)
+              f"{got['saturated']:.2f} / {got['saturated64']:.2f} | {'yes' if flip else ''} |", flush=True)
     print(f"\n{n} runs; the label (swing >= {THRESHOLD}) flips in {flips}")
     return 0
 

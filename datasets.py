@@ -10,7 +10,7 @@ CPU tensors, in page-locked memory when ``pin_memory`` is set so that a copy
 to the GPU with ``non_blocking=True`` overlaps the computation, except from a
 synthetic split moved to the GPU whole (``TensorSplit.to``). ``mask`` is 1 on the
 pixels an expert marked as relevant and 0 "outside"; an all-zero mask means
-"no annotation" and such images are never masked or penalised.
+"no annotation" (losses.outside says how each ``--empty-mask`` treats it).
 The X-ray splits also carry ``n_bad_images``: how many images
 ``--skip-bad-images`` left out of the cohort (train.py records it in the run's rows).
 ``--mask-blur`` widens the masks of the training split only: the validation

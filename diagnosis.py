@@ -12,7 +12,7 @@ practitioner could look at is then asked two things, in two pools of models
 
     Spearman's rho   with the swing, with box_effect and with test AUC
     AUROC            for telling shortcut models from the others, the diagnostic
-                     oriented as DIAGNOSTICS declares (0.5 = chance)
+                     oriented as SALIENCY_MEASURES and OTHERS declare (0.5 = chance)
     dAUROC           a saliency measure's AUROC minus mask_effect's
 
 each with a 95% interval from a bootstrap that resamples seeds (all of a

@@ -11,8 +11,10 @@ minimises (``None`` when it should not step on this batch) and ``terms`` a
 dict of detached scalars for logging (``ce`` and, for the priors, ``penalty``).
 
 "Outside" means the pixels where the mask is 0. An image whose mask is all
-zeros carries no annotation (the RSNA negatives, for example): it is never
-masked and gets no penalty, exactly as if its mask covered the whole image.
+zeros carries no annotation (the RSNA negatives, for example): with
+``--empty-mask skip`` it is never masked and gets no penalty, exactly as if its
+mask covered the whole image; with ``penalize`` (the release's, rsna's
+default) every pixel of it is outside (``outside``).
 
 ``METHODS`` lists the methods in the paper's table order. Only ``adversarial``
 owns state (its discriminator and that discriminator's optimiser), so it is a

@@ -2,8 +2,9 @@
 
 Every ``tables.md`` under results/ opens with the plots.py command that drew it. Rerunning that command on the
 committed CSV (and the committed saliency maps its rows point to) must give the same file, so a table can
-never go stale behind a change to plots.py or a CSV that grew: redraw it and commit both together. The
-README's headline table names the tables.md it comes from, and must show that file's numbers.
+never go stale behind a change to plots.py or a CSV that grew: redraw it and commit both together. The same
+holds for the bf16 bridge's verdict.txt and its check, and the README's headline table names the tables.md it
+comes from and must show that file's numbers.
 """
 import glob
 import os
@@ -100,3 +101,12 @@ def test_the_readme_headline_shows_the_means_of_the_committed_table_it_names():
         assert cell == " / ".join(ours[m]), (source, m)
     for m, cell in zip(methods, shown["paper"]):
         assert cell == f"{paper[m, 'test AUC']} / {paper[m, 'IoU, grad']}", (source, m)
+
+
+def test_the_committed_bf16_verdict_is_what_its_check_prints_from_the_committed_files(capsys, monkeypatch):
+    """results/synthetic-bf16-bridge/verdict.txt, the output REPRODUCTION.md's bf16 decision quotes."""
+    from checks import bf16_bridge
+    monkeypatch.chdir(REPO)
+    assert bf16_bridge.main(["results/synthetic-bf16-bridge/results.csv", "results/synthetic/results.csv"]) == 0
+    with open(os.path.join(REPO, "results", "synthetic-bf16-bridge", "verdict.txt")) as f:
+        assert capsys.readouterr().out == f.read()

@@ -220,10 +220,12 @@ def test_cudnn_benchmark_is_on_unless_deterministic_kernels_are_asked_for(cudnn_
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
 
 
-def test_deterministic_defaults_to_on_for_cpu_and_off_for_cuda_and_is_recorded(tmp_path, cudnn_flags):
+def test_deterministic_defaults_to_on_for_cpu_and_off_for_cuda_and_is_recorded(tmp_path, cudnn_flags, monkeypatch):
     assert train.resolve(train.parse_args(["--device", "cpu"])).deterministic is True
-    if torch.cuda.is_available():
+    with monkeypatch.context() as m:  # resolve only names the device: no GPU is needed to see the default
+        m.setattr(torch.cuda, "is_available", lambda: True)
         assert train.resolve(train.parse_args(["--device", "cuda"])).deterministic is False
+        assert train.resolve(train.parse_args(["--device", "auto"])).deterministic is False
     assert train.resolve(train.parse_args(["--device", "cpu", "--no-deterministic"])).deterministic is False
     final = train.main(train.parse_args(["--results", str(tmp_path / "r.csv"), "--epochs", "1",
                                          "--no-deterministic", *TINY]))

@@ -97,9 +97,9 @@ def test_the_readme_headline_shows_the_means_of_the_committed_table_it_names():
     for r in rows:
         method = r[0] or method
         paper[method, r[1]] = mean(r[header.index("paper")])
-    for m, cell in zip(methods, shown["ours"]):
+    for m, cell in zip(methods, shown["ours"], strict=True):
         assert cell == " / ".join(ours[m]), (source, m)
-    for m, cell in zip(methods, shown["paper"]):
+    for m, cell in zip(methods, shown["paper"], strict=True):
         assert cell == f"{paper[m, 'test AUC']} / {paper[m, 'IoU, grad']}", (source, m)
 
 

@@ -205,11 +205,15 @@ def test_every_dataset_is_one_loader_with_its_defaults_and_load_goes_through_it(
 
 
 def test_batches_cover_the_split_in_a_seeded_order(splits):
+    """A generator shuffles (the same seed, the same order; another seed, another), every image comes once
+    with its own label and mask, and without a generator the order is the split's."""
     split = splits["valid"]
-    ys = [y for _, y, _ in split.batches(16, torch.Generator().manual_seed(0))]
-    again = [y for _, y, _ in split.batches(16, torch.Generator().manual_seed(0))]
-    assert all(torch.equal(a, b) for a, b in zip(ys, again))
-    assert torch.cat(ys).sort().values.tolist() == split.y.sort().values.tolist()
+    drawn = lambda seed: [torch.cat(t) for t in zip(*split.batches(16, torch.Generator().manual_seed(seed)))]
+    x, y, mask = drawn(0)
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x, split.x[order]) and torch.equal(y, split.y[order]) and torch.equal(mask, split.mask[order])
+    assert torch.equal(drawn(0)[0], x) and not torch.equal(drawn(1)[0], x) and not torch.equal(x, split.x)
+    assert torch.equal(torch.cat([b[0] for b in split.batches(16)]), split.x)
 
 
 def test_batches_are_pinned_only_when_asked(splits, monkeypatch):

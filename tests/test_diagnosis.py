@@ -74,6 +74,7 @@ def test_the_bootstrap_resamples_whole_seeds(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(diagnosis, "statistics", lambda t, idx, label_of: (seen.append(idx), {})[1])
     diagnosis.analyse(table, n_boot=5)
+    assert len(seen) == 1 + 5
     for idx in seen[1:]:  # the first call is the point estimate on every model
         counts = np.bincount(table["seed"][idx].astype(int), minlength=4)[1:]
         assert set(counts) <= {0, 4, 8, 12} and counts.sum() == 12  # a seed comes with all 4 of its models

@@ -530,7 +530,7 @@ def test_ratios_sit_side_by_side_in_the_tables_the_correlation_and_the_auc_again
     fig = drawn["auc_vs_ratio_synthetic"]
     assert [ax.get_title().split("\n")[1] for ax in fig.axes] == list(collect.SELECTION.values())
     paper_rule = fig.axes[0]
-    for container, method in zip(paper_rule.containers, ("baseline", "actdiff")):
+    for container, method in zip(paper_rule.containers, ("baseline", "actdiff"), strict=True):
         line, _, (bars,) = container
         assert container.get_label() == collect.LABELS[method]
         assert line.get_ydata() == pytest.approx([np.mean(auc[method, r]) for r in (1.0, 0.9, 0.5)])

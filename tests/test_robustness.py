@@ -234,14 +234,16 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ca
     (tmp_path / "badrun" / "checkpoint.pt").write_bytes(b"\x80\x02 truncated")
     path = tmp_path / "r.csv"
     results.append_row(str(path), {"kind": "final"})
-    snapshot = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    # Every file, in every folder; a run directory's .lock (an empty flock file, kept by design) aside.
+    files = lambda: {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != rundir.LOCK}
     make_argv, needle = BAD[case]
-    code = train.cli(["--results", str(path), "--epochs", "1", "--n-train", "32", "--n-eval", "16",
-                      *make_argv(tmp_path)])
+    argv = make_argv(tmp_path)  # writes the case's bad input files first
+    snapshot = files()
+    code = train.cli(["--results", str(path), "--epochs", "1", "--n-train", "32", "--n-eval", "16", *argv])
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert len(err.splitlines()) == 1 and err.startswith("error:") and needle in err, err
-    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == snapshot
+    assert files() == snapshot
     assert not list(tmp_path.glob("runs"))
 
 

@@ -16,6 +16,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 import torch
 from PIL import Image
@@ -81,7 +82,6 @@ def tree(tmp_path_factory):
     by default; with --valid-id-fraction 0.1 it is [1, 0, 0, 1]), and PadChest's spares
     replace a bad file.
     """
-    pytest.importorskip("pydicom")  # the RSNA DICOMs
     root = tmp_path_factory.mktemp("xray")
     rng = np.random.default_rng(0)
     meta = cohorts.metadata_path
@@ -190,7 +190,7 @@ def test_a_sources_folder_may_come_from_its_environment_variable_and_the_flag_wi
         datasets.load(data_args(*without_flag, "--image-size", "16"))
 
 def test_preprocessing_is_torchxrayvisions(tree):
-    xrv = pytest.importorskip("torchxrayvision")
+    import torchxrayvision as xrv  # noqa: PLC0415  (a requirement; its import is slow, and only this test runs it)
     name = pd.read_csv(tree / "padchest.csv")["ImageID"][0]
     path = next(str(p) for p in (tree / "padchest").rglob(name))
     raw = np.asarray(Image.open(path))
@@ -432,7 +432,7 @@ def test_stand_ins_are_files_in_each_sources_real_format(stand_ins, dataset, ext
     assert not missing
     for path, source, sub in zip(paths, cohort.table["source"], cohort.table["subdir"]):
         if ext == "dcm":
-            pixels = pytest.importorskip("pydicom").dcmread(path).pixel_array
+            pixels = pydicom.dcmread(path).pixel_array
             assert pixels.dtype == np.uint8 and pixels.shape == (64, 64)
             continue
         with Image.open(path) as im:

@@ -75,8 +75,9 @@ def box_variants(x, mask, y):
 
 
 @torch.inference_mode()
-def shortcut(net, split, synthetic, device, batch_size=64):
-    """The SHORTCUT_COLUMNS of `net` on `split` (a test split); the box columns None unless `synthetic`.
+def shortcut_logits(net, split, synthetic, device, batch_size=64):
+    """({variant: (N, 2) logits}, labels (N,), has_mask (N,)) on the host, in float64 from fp32 passes: the
+    images as they are ("x"), masked ("masked") and, if `synthetic`, with the box left and right.
 
     `net` must be on `device`; its train/eval mode is restored afterwards.
     """
@@ -98,10 +99,15 @@ def shortcut(net, split, synthetic, device, batch_size=64):
         rows.append(torch.cat([logits.view(len(names), -1, 2), labels.unsqueeze(0)]))  # (V + 1, B, 2)
     net.train(was_training)
     table = torch.cat(rows, 1).cpu().numpy().astype(np.float64)                     # one copy to the host
+    return dict(zip(names, table)), table[-1, :, 0].astype(np.int64), table[-1, :, 1] > 0
+
+
+def shortcut(net, split, synthetic, device, batch_size=64):
+    """The SHORTCUT_COLUMNS of `net` on `split` (a test split); the box columns None unless `synthetic`."""
+    logits, y, has_mask = shortcut_logits(net, split, synthetic, device, batch_size)
     # Ranked by float64 log p(class 1), as train.py's test_auc is, so that the swing compares like with like.
-    log_p = {n: log_softmax(logits)[:, 1] for n, logits in zip(names, table)}
+    log_p = {n: log_softmax(v)[:, 1] for n, v in logits.items()}
     p = {n: np.exp(v) for n, v in log_p.items()}
-    y, has_mask = table[-1, :, 0].astype(np.int64), table[-1, :, 1] > 0
     out = dict.fromkeys(SHORTCUT_COLUMNS)
     if has_mask.any():
         out["mask_effect"] = float(np.abs(p["x"] - p["masked"])[has_mask].mean())

@@ -2,10 +2,10 @@
 columns rank the test images move the swing that labels a model?
 
 The swing is test_auc_train_rule - test_auc. train.py's test_auc ranks the images by their float64 log-probability
-of class 1, which never ties two images whose logits differ. The shortcut columns the 100-epoch set recorded (at
-b4d27f7) rank by the float32 softmax probability instead, which rounds to exactly 1.0 once the logit gap passes
-about 17 and so ties every confident image: a tie between a positive and a negative counts one half, whatever
-their logits say. So the two AUCs of one swing can rank the same outputs differently.
+of class 1, which ties images only past a logit gap of about 35 (counted below). The shortcut columns the
+100-epoch set recorded (at b4d27f7) rank by the float32 softmax probability instead, which rounds to exactly 1.0
+once the logit gap passes about 17 and so ties every confident image: a tie between a positive and a negative
+counts one half, whatever their logits say. So the two AUCs of one swing can rank the same outputs differently.
 
 For each finished run in the CSV whose run directory still holds its best.pt, this reloads the selected model,
 redraws the test split from the run's config, and prints beside the recorded swing the swing with both AUCs
@@ -34,25 +34,13 @@ import saliency
 THRESHOLD = 0.5  # the registered label: swing >= 0.5
 
 
-@torch.inference_mode()
-def logits_of(net, split):
-    """float32 logits (N, 2) of the test images as they are, with the box left and with it right; and the labels."""
-    net.eval()
-    out = {"x": [], "left": [], "right": []}
-    ys = []
-    for x, y, mask in split.batches(128):
-        moved = diagnostics.box_variants(x, mask, y)
-        for name, images in (("x", x), ("left", moved["left"]), ("right", moved["right"])):
-            out[name].append(net(images.float()).float())
-        ys.append(y)
-    return {k: torch.cat(v).numpy() for k, v in out.items()}, torch.cat(ys).numpy().astype(np.int64)
-
-
 def swing_both_ways(logits, y):
     """{"train_rule_float32": the AUC as recorded, "train_rule_float64", "test_float64", and the shares of the test
     images whose p rounds to 1 in float32 ("saturated") and whose log p rounds to 0 in float64 ("saturated64")}."""
     rule = lambda scores: np.where(y == 1, scores["right"], scores["left"])
-    p32 = {k: torch.softmax(torch.from_numpy(v), 1)[:, 1].numpy().astype(np.float64) for k, v in logits.items()}
+    # The recorded way: the fp32 logits' float32 softmax (the float64 logits hold fp32 values exactly).
+    p32 = {k: torch.softmax(torch.from_numpy(v).float(), 1)[:, 1].numpy().astype(np.float64)
+           for k, v in logits.items()}
     log_p64 = {k: diagnostics.log_softmax(v)[:, 1] for k, v in logits.items()}
     return {"train_rule_float32": diagnostics.auc(rule(p32), y),
             "train_rule_float64": diagnostics.auc(rule(log_p64), y),
@@ -84,7 +72,8 @@ def main(argv=None):
         ckpt = saliency.load_run(run_dir)
         net = saliency.load_model(run_dir, ckpt)
         test = datasets.load(argparse.Namespace(**ckpt["config"]))["test"]
-        got = swing_both_ways(*logits_of(net, test))
+        logits, y, _ = diagnostics.shortcut_logits(net, test, True, "cpu")  # the passes the columns come from
+        got = swing_both_ways(logits, y)
         recorded = float(run["test_auc_train_rule"]) - float(run["test_auc"])
         corrected = got["train_rule_float64"] - got["test_float64"]
         flip = (recorded >= THRESHOLD) != (corrected >= THRESHOLD)

@@ -69,9 +69,12 @@ def main(argv=None):
         if not os.path.isfile(os.path.join(run_dir, "best.pt")):
             print(f"{run_dir}: no best.pt here; left out", file=sys.stderr)
             continue
-        ckpt = saliency.load_run(run_dir)
-        net = saliency.load_model(run_dir, ckpt)
-        test = datasets.load(argparse.Namespace(**ckpt["config"]))["test"]
+        try:
+            ckpt = saliency.load_run(run_dir)
+            net = saliency.load_model(run_dir, ckpt)
+            test = datasets.load(argparse.Namespace(**ckpt["config"]))["test"]
+        except errors.UsageError as e:  # a damaged best.pt (DataError too): one line, exit 2
+            return errors.report(e)
         logits, y, _ = diagnostics.shortcut_logits(net, test, True, "cpu")  # the passes the columns come from
         got = swing_both_ways(logits, y)
         recorded = float(run["test_auc_train_rule"]) - float(run["test_auc"])

@@ -458,6 +458,16 @@ def test_the_shortcut_precision_check_recomputes_the_swing_the_run_recorded(trai
     assert recorded == corrected and "the label (swing >= 0.5) flips in 0" in out
 
 
+def test_the_shortcut_precision_check_reports_a_damaged_best_pt_in_one_line(trained_run, capsys, monkeypatch):
+    run, path = trained_run
+    def damaged(run_dir):
+        raise saliency.UsageError(f"--run {run_dir}: cannot load best.pt (KeyError); re-train the run")
+    monkeypatch.setattr(saliency, "load_run", damaged)
+    assert shortcut_precision.main([str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "best.pt" in err
+
+
 def test_the_ties_out_binarisation_keeps_only_pixels_above_the_next_value():
     """checks/scoring_variants.py's guess at the authors' occlusion scoring: with the k-th and
     (k+1)-th values tied, neither is kept, so the binarised map has fewer pixels than the mask (IoP > IoT)."""

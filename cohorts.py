@@ -276,7 +276,7 @@ def _assign_by_patient(patients, cells, quotas, rng):
 class Cohort:
     """The images a run uses: one table row per image, and each split's sorted row numbers."""
     dataset: str
-    table: "pandas.DataFrame"   # source, file, subdir, patient, site, y, boxes
+    table: object         # a pandas.DataFrame: source, file, subdir, patient, site, y, boxes
     splits: dict          # split name -> sorted np.ndarray of table rows
     n: int                # images per cell
     pools: np.ndarray     # (4,) candidates per cell

@@ -19,7 +19,6 @@ each with a 95% interval from a bootstrap that resamples seeds (all of a
 seed's models together). Reads only the results CSV: no torch.
 """
 import os
-import shlex
 import sys
 
 import numpy as np
@@ -230,15 +229,10 @@ def cli(argv=None):
         tables = pools(results.read_rows(args.results))
     except errors.UsageError as e:
         return errors.report(e)
-    # the file opens with the command that wrote it, as plots.py's tables.md does
-    command = shlex.join(["python", "diagnosis.py", *(sys.argv[1:] if argv is None else argv)])
-    text = f"Drawn by `{command}`.\n\n" + report(tables, args.bootstrap)
+    text = results.drawn_by("diagnosis.py", argv) + "\n\n" + report(tables, args.bootstrap)
     print(text)
     if args.out:
-        tmp = args.out + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, args.out)
+        results.write_atomic(args.out, text)
     return 0
 
 

@@ -22,7 +22,6 @@ from results: ``python datasets.py --figure DIR [--dataset xray ...]`` writes
 """
 import argparse
 import os
-import shlex
 import sys
 
 import numpy as np
@@ -65,8 +64,7 @@ def parse_args(argv=None):
                    help="compare, seed by seed, with another results CSV of ours wherever both have a setting, "
                         "e.g. '20 epochs' results/synthetic/results.csv (repeatable)")
     args = p.parse_args(argv)
-    # tables.md opens with the command that drew it, so a committed table says how to redraw it (and a test does)
-    args.command = shlex.join(["python", "plots.py", *(sys.argv[1:] if argv is None else argv)])
+    args.drawn_by = results.drawn_by("plots.py", argv)
     return args
 
 
@@ -263,14 +261,12 @@ def main(args):
                "with n - settings - 1 degrees of freedom.", "", correlation_table(corr), ""]
     md += comparisons(runs, papers, beside, notes)
     md += ["## Notes", ""] + [f"- {n}" for n in notes]
-    drawn_by = f"Drawn by `{args.command}`."
-    text = "\n".join([drawn_by, ""] + md) + "\n"
-    with open(os.path.join(args.out, "tables.md"), "w") as f:
-        f.write(text)
+    text = "\n".join([args.drawn_by, ""] + md) + "\n"
+    results.write_atomic(os.path.join(args.out, "tables.md"), text)
     written.append(os.path.join(args.out, "tables.md"))
     if args.latex:
-        with open(os.path.join(args.out, "tables.tex"), "w") as f:
-            f.write(f"% {drawn_by}\n% needs \\usepackage{{booktabs}}\n" + "\n\n".join(tex_tables) + "\n")
+        tex = f"% {args.drawn_by}\n% needs \\usepackage{{booktabs}}\n" + "\n\n".join(tex_tables) + "\n"
+        results.write_atomic(os.path.join(args.out, "tables.tex"), tex)
         written.append(os.path.join(args.out, "tables.tex"))
     print(text)
     print("wrote:\n" + "\n".join(f"  {p}" for p in written))

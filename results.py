@@ -19,6 +19,7 @@ import csv
 import fcntl
 import io
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -194,17 +195,29 @@ def upgrade(path):
         raise ResultsError(f"--upgrade {path}: its header is not an earlier version of this one's; "
                            f"nothing to upgrade")
     rows = read_rows(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".csv.tmp")
+    write_atomic(path, _header_line() + "".join(format_row(r) for r in rows))
+    return len(rows)
+
+
+def write_atomic(path, text):
+    """Write text to path through a temporary file beside it and os.replace: a reader, or a crash, never
+    leaves half a file (the upgraded CSV, a tables.md, a diagnosis.md)."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
     try:
         with os.fdopen(fd, "w", newline="") as f:
-            f.write(_header_line() + "".join(format_row(r) for r in rows))
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
-    return len(rows)
+
+
+def drawn_by(script, argv=None):
+    """The line a report drawn from results CSVs opens with: the command that drew it, so that a committed
+    report says how to redraw it (tests/test_committed.py redraws each and compares)."""
+    return f"Drawn by `{shlex.join(['python', script, *(sys.argv[1:] if argv is None else argv)])}`."
 
 
 # ------------------------------------------------------------------ how a row describes its run

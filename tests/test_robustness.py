@@ -180,6 +180,19 @@ def test_a_torn_last_row_is_moved_aside_not_lost(tmp_path, capsys):
     assert open(path + ".torn").read() == "2026-01-01T00:00:00,run-x,ep\n"
 
 
+def test_a_report_interrupted_while_written_leaves_the_old_one_whole_and_no_temporary_file(tmp_path, monkeypatch):
+    path = tmp_path / "tables.md"
+    results.write_atomic(str(path), "old table\n")
+
+    def fail(fd):
+        raise KeyboardInterrupt  # the writer stopped after the text, before it reached the disk
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(KeyboardInterrupt):
+        results.write_atomic(str(path), "new table, half written\n")
+    assert path.read_text() == "old table\n"
+    assert os.listdir(tmp_path) == ["tables.md"]
+
+
 # ------------------------------------------------------------------ bad input: exit 2, one line, nothing written
 
 def _release(tmp_path, edit):

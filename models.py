@@ -57,6 +57,14 @@ class Discriminator(nn.Module):
         return self.net(z).squeeze(1)  # (B,)
 
 
+def with_weights(architecture, state):
+    """`architecture()` on the CPU holding `state`, built without initialising weights it would overwrite."""
+    with torch.device("meta"):
+        net = architecture()
+    net.to_empty(device="cpu").load_state_dict(state)
+    return net
+
+
 def resolve_device(device):
     """auto (CUDA where there is one, else CPU), cpu, cuda or cuda:N; anything else, or CUDA where there is none,
     is one line naming the choices."""

@@ -7,7 +7,8 @@
     <out>/best.pt           the selected weights (model, config, epoch, run_id): what saliency.py scores
     <out>/best-eN.pt.next   epoch N's weights, waiting for a checkpoint that records N as the best
 
-train.py writes it through `RunDir`; saliency.py reads best.pt; sweep.py asks `lock_holder` who runs a trial.
+train.py writes it through `RunDir`; saliency.py reads best.pt back (`load_best`); sweep.py asks `lock_holder`
+who runs a trial.
 Every file is written with `save_atomic`, so a kill at any moment leaves either the old file or the new one.
 """
 import fcntl
@@ -20,6 +21,7 @@ import uuid
 import numpy as np
 import torch
 
+import models
 import results
 from errors import UsageError
 
@@ -228,6 +230,36 @@ def checkpoint_run_id(out):
         return torch.load(os.path.join(out, CHECKPOINT), map_location="cpu", weights_only=False, mmap=True)["run_id"]
     except (OSError, RuntimeError, KeyError):
         return None
+
+
+def load_best(run, flag="--run"):
+    """A finished run's selected network (on the CPU) and best.pt's dict (model, config, epoch, run_id), for
+    scoring it again. UsageError, naming `flag` (the option that named the run), if either does not load."""
+    path = os.path.join(run, BEST)
+    if not os.path.isdir(run):
+        raise UsageError(f"{flag} {run}: no such directory; pass a run directory such as results/runs/<run_id>")
+    if not os.path.isfile(path):
+        raise UsageError(f"{flag} {run}: no best.pt in it; pass the directory of a run that finished an epoch")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt file
+        raise UsageError(f"{flag} {run}: cannot load best.pt ({type(e).__name__}); re-train the run or pass "
+                         f"another run") from e
+    if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
+        raise UsageError(f"{flag} {run}: best.pt lacks the keys model and config; pass a run saved by train.py")
+    try:
+        net = models.with_weights(models.ResNet18, ckpt["model"])
+    except RuntimeError as e:
+        raise UsageError(f"{flag} {run}: best.pt's weights do not fit models.ResNet18 "
+                         f"({str(e).splitlines()[0]}); pass a run saved by train.py") from e
+    return net, ckpt
+
+
+def run_id(run, best):
+    """The run's id as its results rows give it, so that a row scored later joins the run's final row.
+    best.pt holds it since c608862; before, only the finished run's checkpoint did. The directory's
+    name is the last resort, for runs with neither."""
+    return best.get("run_id") or checkpoint_run_id(run) or os.path.basename(os.path.abspath(run))
 
 
 def differences(config, args):

@@ -55,6 +55,7 @@ import diagnostics
 import errors
 import models
 import results
+import rundir
 from errors import UsageError
 from models import ResNet18
 
@@ -107,15 +108,7 @@ def untrained_model(seed, architecture=ResNet18):
     ResNet18, so with the run's seed this is the very network the run
     started from: its IoU is what the same images score before any training.
     """
-    return with_weights(architecture, _untrained_weights(seed, architecture))
-
-
-def with_weights(architecture, state):
-    """`architecture()` on the CPU holding `state`, built without initialising weights it would overwrite."""
-    with torch.device("meta"):
-        net = architecture()
-    net.to_empty(device="cpu").load_state_dict(state)
-    return net
+    return models.with_weights(architecture, _untrained_weights(seed, architecture))
 
 
 @functools.lru_cache(maxsize=2)
@@ -509,55 +502,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def load_run(run):
-    """The run's checkpoint dict (keys model, config, epoch); UsageError if it is missing or unreadable."""
-    path = os.path.join(run, "best.pt")
-    if not os.path.isdir(run):
-        raise UsageError(f"--run {run}: no such directory; pass a run directory such as results/runs/<run_id>")
-    if not os.path.isfile(path):
-        raise UsageError(f"--run {run}: no best.pt in it; pass the directory of a run that finished an epoch")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a corrupt file
-        raise UsageError(f"--run {run}: cannot load best.pt ({type(e).__name__}); re-train the run or pass "
-                         f"another --run") from e
-    if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
-        raise UsageError(f"--run {run}: best.pt lacks the keys model and config; pass a run saved by train.py")
-    return ckpt
-
-
-def load_model(run, ckpt):
-    """The run's trained network, on the CPU; UsageError if best.pt's weights are not a models.ResNet18."""
-    try:
-        net = with_weights(ResNet18, ckpt["model"])
-    except RuntimeError as e:
-        raise UsageError(f"--run {run}: best.pt's weights do not fit models.ResNet18 ({str(e).splitlines()[0]}); "
-                         f"pass a run saved by train.py") from e
-    return net
-
-
 def scored_test_images(run):
     """A saved run's trained network (CPU) and the test images saliency.py scores (the positives with a mask),
     as (net, x, mask): what the check scripts in checks/ examine. UsageError or datasets.DataError on bad input."""
-    ckpt = load_run(run)
-    net = load_model(run, ckpt)
+    net, ckpt = rundir.load_best(run)
     test = datasets.load(argparse.Namespace(**ckpt["config"]))["test"]
     keep = scored(test.y, test.mask)
     return net, test.x[keep], test.mask[keep]
-
-
-def run_id_of(run, ckpt):
-    """The run's id as its results rows give it, so a saliency row joins its run's final row.
-
-    best.pt holds it since commit c608862; before, only checkpoint.pt did (the small marker a
-    finished run keeps). The directory's name is the last resort, for runs with neither.
-    """
-    if ckpt.get("run_id"):
-        return ckpt["run_id"]
-    try:
-        return torch.load(os.path.join(run, "checkpoint.pt"), map_location="cpu", weights_only=True)["run_id"]
-    except Exception:  # missing, or a mid-run checkpoint with objects weights_only refuses
-        return os.path.basename(os.path.abspath(run))
 
 
 def main(args):
@@ -571,7 +522,7 @@ def main(args):
     if args.ig_steps < 1:
         raise UsageError(f"--ig-steps {args.ig_steps}: must be at least 1; the authors used 200")
     run = args.run.rstrip(os.sep) or args.run
-    ckpt = load_run(run)
+    net, ckpt = rundir.load_best(run)
     config = argparse.Namespace(**ckpt["config"])
     try:
         columns = results.config_columns(config)
@@ -589,7 +540,7 @@ def main(args):
     path = args.results or getattr(config, "results", None) or os.path.join("results", "results.csv")
     results.check_file(path)
     device = models.resolve_device(args.device)
-    net = load_model(run, ckpt).to(device)
+    net = net.to(device)
     splits = datasets.load(config)
     size = score_size(config)
     test = scoring_split(config, splits["test"], size)
@@ -610,7 +561,7 @@ def main(args):
     env = results.environment(device)  # read once, now: the code that scores is the code this process loaded
 
     def record(scores):
-        row = dict(columns, run_id=run_id_of(run, ckpt),
+        row = dict(columns, run_id=rundir.run_id(run, ckpt),
                    kind="saliency", status="ok", time=time.strftime("%Y-%m-%dT%H:%M:%S"), **scores,
                    **env, run_dir=run, selected_epoch=ckpt.get("epoch"))
         results.append_row(path, row)

@@ -29,7 +29,7 @@ import diagnostics
 import errors
 import plots
 import results
-import saliency
+import rundir
 
 THRESHOLD = 0.5  # the registered label: swing >= 0.5
 
@@ -70,8 +70,7 @@ def main(argv=None):
             print(f"{run_dir}: no best.pt here; left out", file=sys.stderr)
             continue
         try:
-            ckpt = saliency.load_run(run_dir)
-            net = saliency.load_model(run_dir, ckpt)
+            net, ckpt = rundir.load_best(run_dir, flag="run_dir")
             test = datasets.load(argparse.Namespace(**ckpt["config"]))["test"]
         except errors.UsageError as e:  # a damaged best.pt (DataError too): one line, exit 2
             return errors.report(e)

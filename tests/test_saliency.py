@@ -11,6 +11,7 @@ import torch
 import attribution
 import datasets
 import results
+import rundir
 import saliency
 import train
 from checks import rrr_confidence, scoring_variants, shortcut_precision
@@ -406,9 +407,7 @@ def test_cli_cascade_appends_one_row_per_step_after_the_normal_row_drawn_from_th
     assert {r["iou_chance"] for r in steps} == {normal["iou_chance"]}  # the masks' alone
     assert [r["iou_untrained"] for r in steps] == [""] * 6 and normal["iou_untrained"] != ""
     # Both the untrained network and the cascade's new weights are drawn from the run's seed, 5.
-    ckpt = saliency.load_run(str(reseeded))
-    net = ResNet18()
-    net.load_state_dict(ckpt["model"])
+    net, ckpt = rundir.load_best(str(reseeded))
     split = datasets.load(argparse.Namespace(**ckpt["config"]))["test"]  # the run's own test images
     untrained = {s: saliency.score(net, split, "grad", untrained_seed=s)["iou_untrained"] for s in (0, 5)}
     assert untrained[5] != untrained[0] and float(normal["iou_untrained"]) == pytest.approx(untrained[5])
@@ -460,9 +459,9 @@ def test_the_shortcut_precision_check_recomputes_the_swing_the_run_recorded(trai
 
 def test_the_shortcut_precision_check_reports_a_damaged_best_pt_in_one_line(trained_run, capsys, monkeypatch):
     run, path = trained_run
-    def damaged(run_dir):
-        raise saliency.UsageError(f"--run {run_dir}: cannot load best.pt (KeyError); re-train the run")
-    monkeypatch.setattr(saliency, "load_run", damaged)
+    def damaged(run_dir, flag):
+        raise rundir.UsageError(f"{flag} {run_dir}: cannot load best.pt (KeyError); re-train the run")
+    monkeypatch.setattr(rundir, "load_best", damaged)
     assert shortcut_precision.main([str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and "best.pt" in err

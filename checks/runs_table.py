@@ -1,9 +1,11 @@
 """Every finished run of one setting, seed by seed: the table under REPRODUCTION.md's "Status" of the 100-epoch
 set. A cell is one run's test AUC / box_effect / selected epoch / seconds (as its final row says; "–" where the
 run has not finished), a row per method in the tables' order, a column per seed; under it, how many runs have
-finished and their seconds summed.
+finished and their seconds summed. With --seeds N, also how many runs of seeds 1-N are still to finish and what
+they would take at each setting's median seconds so far (a setting with no finished run is not estimated).
 
-    python -m checks.runs_table results/synthetic-100-epochs/results.csv [--dataset synthetic] [--ratio 1.0]
+    python -m checks.runs_table results/synthetic-100-epochs/results.csv [--dataset synthetic] [--ratio 1.0] \
+        [--seeds 10]
 """
 import argparse
 import sys
@@ -25,8 +27,9 @@ def cell(run):
     return f"{auc:.2f} / {box_text} / {epoch:.0f} / {seconds:,.0f}"
 
 
-def table(csv, dataset, ratio):
-    """The markdown table; ResultsError when the CSV has no finished run of the setting."""
+def table(csv, dataset, ratio, up_to=None):
+    """The markdown table (and with up_to, what is left of seeds 1-up_to); ResultsError when the CSV has no
+    finished run of the setting."""
     args = plots.parse_args(["--results", csv, "--dataset", dataset, "--saliency", "grad"])  # plots.py's defaults
     runs = collect.at(collect.load(args)[0], dataset, ratio)
     if runs.empty:
@@ -39,7 +42,22 @@ def table(csv, dataset, ratio):
     seconds = pd.to_numeric(runs["seconds"], errors="coerce").sum()
     lines += ["", f"{len(runs)} finished runs; their seconds summed: {seconds:,.0f} ({seconds / 3600:.1f} hours of "
                   f"one run at a time)"]
+    if up_to is not None:
+        lines.append(left(runs, up_to))
     return "\n".join(lines)
+
+
+def left(runs, up_to):
+    """'K runs of seeds 1-N to finish; at each setting's median so far about S s (H hours of one run at a time)',
+    counting only the settings that have a finished run."""
+    seconds = pd.to_numeric(runs["seconds"], errors="coerce")
+    todo, estimate = 0, 0.0
+    for variant, done in runs.groupby("variant"):
+        n = len(set(range(1, up_to + 1)) - {int(s) for s in done["seed"]})
+        todo += n
+        estimate += n * seconds[done.index].median()
+    return (f"{todo} runs of seeds 1-{up_to} to finish; at each setting's median seconds so far, about "
+            f"{estimate:,.0f} ({estimate / 3600:.1f} hours of one run at a time)")
 
 
 def main(argv=None):
@@ -48,9 +66,12 @@ def main(argv=None):
     parser.add_argument("csv", help="a results CSV")
     parser.add_argument("--dataset", default="synthetic")
     parser.add_argument("--ratio", type=float, default=1.0)
+    parser.add_argument("--seeds", type=int, metavar="N", help="also say what is left of seeds 1-N")
     args = parser.parse_args(argv)
+    if args.seeds is not None and args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: must be at least 1")
     try:
-        print(table(args.csv, args.dataset, args.ratio))
+        print(table(args.csv, args.dataset, args.ratio, args.seeds))
     except results.ResultsError as e:
         return errors.report(e)
     return 0

@@ -689,6 +689,23 @@ def test_the_runs_table_has_a_cell_per_finished_run_and_a_dash_where_a_seed_is_s
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_the_runs_table_says_what_is_left_at_each_settings_median_so_far(tmp_path, capsys):
+    """checks/runs_table.py --seeds N: the runs of seeds 1-N without a final row, each estimated at its own
+    setting's median seconds (not the overall mean), counting a seed finished out of order as finished."""
+    runs_table = check_script("runs_table")
+    path = str(tmp_path / "r.csv")
+    for seed, seconds in ((1, 1000), (2, 3000), (4, 8000)):  # median 3,000; seed 3 left
+        write_run(path, "rrr", seed, seconds=seconds)
+    write_run(path, "baseline", 1, seconds=100)  # seeds 2-4 left at 100 each
+    assert runs_table.main([path, "--seeds", "4"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "4 runs of seeds 1-4 to finish; at each setting's median seconds so far, about 3,300 (0.9 hours of one "
+        "run at a time)")
+    with pytest.raises(SystemExit) as refused:
+        runs_table.main([path, "--seeds", "0"])
+    assert refused.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
 def test_epoch_agreement_pairs_runs_by_seed_and_finds_where_their_shared_epochs_differ(tmp_path, capsys):
     """checks/epoch_agreement.py: runs of the same setting and seed in two files are a pair, compared over the
     epochs both have. An identical pair agrees everywhere; one whose evaluation differs shows it in the

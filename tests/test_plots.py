@@ -706,6 +706,28 @@ def test_the_runs_table_says_what_is_left_at_each_settings_median_so_far(tmp_pat
     assert refused.value.code == 2 and capsys.readouterr().err.count("\n") == 1
 
 
+def test_the_runs_table_fits_the_runs_left_into_slots_keeping_each_settings_seeds_in_order(tmp_path, capsys):
+    """checks/runs_table.py --fit SECONDS: slot.sh lines whose runs, at their setting's median seconds, fit in
+    SECONDS each; a setting's seeds in order and in one slot (a later seed must not start before an earlier
+    one), the longest first; runs beyond --seeds never."""
+    runs_table = check_script("runs_table")
+    path = str(tmp_path / "r.csv")
+    for seed, seconds in ((1, 5000), (2, 5000)):
+        write_run(path, "rrr", seed, seconds=seconds)
+        write_run(path, "adversarial", seed, seconds=1800)
+    write_run(path, "baseline", 1, seconds=3000)
+    write_run(path, "masked", 1, seconds=3500, mask_fill="zero")
+    assert runs_table.main([path, "--seeds", "4", "--fit", "10000"]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "slot.sh rrr:3 rrr:4",                                  # 10,000 of 10,000
+        "slot.sh masked-zero:2 masked-zero:3 baseline:2"]       # 10,000: then neither 3,500 nor 1,800 fits
+    assert runs_table.main([path, "--seeds", "2", "--fit", "2000", "--slots", "3"]) == 0
+    assert capsys.readouterr().out.splitlines()[-3:] == ["slot.sh (nothing fits)"] * 3  # no seed 3 of adversarial
+    with pytest.raises(SystemExit) as refused:
+        runs_table.main([path, "--fit", "100"])
+    assert refused.value.code == 2 and "--fit needs --seeds" in capsys.readouterr().err
+
+
 def test_epoch_agreement_pairs_runs_by_seed_and_finds_where_their_shared_epochs_differ(tmp_path, capsys):
     """checks/epoch_agreement.py: runs of the same setting and seed in two files are a pair, compared over the
     epochs both have. An identical pair agrees everywhere; one whose evaluation differs shows it in the

@@ -2,7 +2,8 @@
 # One CPU slot of the set, for a machine that may not outlive the session: trains the runs named, one after
 # another, each followed at once by its gradient cascade (scoring reads best.pt, which is not committed).
 #   slot.sh SETTING:SEED ...   SETTING: baseline masked masked-zero actdiff adversarial gradmask rrr
-# Run two (one per core), from the set's pinned worktree, each with the runs that fit in the time left;
+# Run two (one per core), from the set's pinned worktree, each with the runs that fit in the time left
+# (`python -m checks.runs_table results/synthetic-100-epochs/results.csv --seeds 10 --fit SECONDS` lists them);
 # an interrupted run resumes from its checkpoint on the same machine and starts again on a new one:
 #   cp /work/main/results/synthetic-100-epochs/slot.sh /work/ && cd /work/repro && \
 #     nohup setsid bash /work/slot.sh gradmask:6 rrr:6 >> /work/slot-1.log 2>&1 &

@@ -20,6 +20,15 @@ EPOCHS=${EPOCHS:-100}      # the set's protocol; to try the steps on a CPU, set 
 usage() { echo "usage: gpu.sh pack WORKTREE | run SECONDS [JOBS] | merge TARBALL WORKTREE" >&2; exit 2; }
 fail() { echo "error: $*" >&2; exit 2; }
 
+copy_csv() {  # never half a row: train.py appends under LOCK_EX
+  "$PYTHON" - "$1" "$2" <<'PY'
+import fcntl, shutil, sys
+with open(sys.argv[1]) as f:
+    fcntl.flock(f, fcntl.LOCK_SH)
+    shutil.copyfile(sys.argv[1], sys.argv[2])
+PY
+}
+
 hide_results() {  # what a device call sends must be under 64 MiB, and the tracked results alone are more
   mkdir -p .git/info
   grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
@@ -53,12 +62,7 @@ pack)
     git rev-parse "$COMMIT^{tree}"; } | git pack-objects -q --stdout | git -C "$set" unpack-objects -q
   git rev-parse "$COMMIT^{commit}" > "$set/.git/HEAD"
   git -C "$set" read-tree "$COMMIT"
-  "$PYTHON" - "$worktree/$CSV" "$set/$CSV" <<'PY'
-import fcntl, shutil, sys
-with open(sys.argv[1]) as f:
-    fcntl.flock(f, fcntl.LOCK_SH)  # train.py appends under LOCK_EX
-    shutil.copyfile(sys.argv[1], sys.argv[2])
-PY
+  copy_csv "$worktree/$CSV" "$set/$CSV"
   tar -czf .gpu/set.tar.gz -C "$(dirname "$set")" set
   cp "$here/gpu.sh" .gpu/  # results/, where this script lives, stays here
   rm -rf "$(dirname "$set")"
@@ -106,12 +110,7 @@ PY
   tail -n 3 sweep.log score.log
   out=${OUT:-/tmp/gpu-out}
   mkdir -p "$out"
-  "$PYTHON" - "$CSV" <<'PY'
-import fcntl, shutil, sys
-with open(sys.argv[1]) as f:
-    fcntl.flock(f, fcntl.LOCK_SH)
-    shutil.copyfile(sys.argv[1], "results.csv.copy")
-PY
+  copy_csv "$CSV" results.csv.copy
   find results/synthetic-100-epochs/runs -name saliency.npz 2>/dev/null > files.list || true
   tar -czf "$out/set.tar.gz" --transform "s#^results.csv.copy#$CSV#" results.csv.copy sweep.log score.log \
       -T files.list

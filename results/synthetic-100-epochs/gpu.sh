@@ -82,7 +82,7 @@ run)  # on the device, from the copied checkout: start the set once (a warm mach
     nvidia-smi -L || true
     "$PYTHON" -c "import torch, results
 print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'commit', results.git_commit())"
-    # --device cuda: a machine without one fails at once instead of training on its CPU (the tests say cpu)
+    # --device cuda: a machine without one fails at once instead of training on its CPU (a try here: DEVICE=cpu)
     setsid nohup bash -c "OMP_NUM_THREADS=1 $PYTHON sweep.py --phase seeds --dataset synthetic --ratios 1.0 \
         --methods all --mask-fills shuffle zero --seeds 10 --epochs $EPOCHS --patience $EPOCHS --jobs $jobs \
         --results $CSV --device ${DEVICE:-cuda} ${EXTRA:-}; touch trained" > sweep.log 2>&1 < /dev/null &
@@ -120,15 +120,17 @@ PY
 
 score)  # on the device, in the background: each finished run's cascade, two at a time, until training ends
   cd /tmp/gpu-set/set
+  touch tried.list  # each run is scored once: a failure goes to score.log, not round again
   while :; do
     done_training=$([ -f trained ] && echo 1 || echo 0)
     "$PYTHON" - "$CSV" <<'PY' > todo.list
 import os, sys, results
-scored = {r["run_dir"] for r in results.read_rows(sys.argv[1], kind="saliency") if r["randomized"]}
+tried = set(open("tried.list").read().split())
 for r in results.read_rows(sys.argv[1], kind="final"):
-    if r["status"] == "ok" and r["run_dir"] not in scored and os.path.exists(os.path.join(r["run_dir"], "best.pt")):
+    if r["status"] == "ok" and r["run_dir"] not in tried and os.path.exists(os.path.join(r["run_dir"], "best.pt")):
         print(r["run_dir"])
 PY
+    cat todo.list >> tried.list
     xargs -r -P 2 -I{} sh -c "OMP_NUM_THREADS=1 $PYTHON saliency.py --run {} --saliency grad --cascade \
         --results $CSV --device ${DEVICE:-cuda} > /dev/null 2>> score.log" < todo.list || true
     if [ "$done_training" = 1 ] && [ ! -s todo.list ]; then touch scored; exit 0; fi

@@ -15,6 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 CSV=results/synthetic-100-epochs/results.csv
 COMMIT=${COMMIT:-b4d27f7}  # the set's commit (REPRODUCTION.md)
 PYTHON=${PYTHON:-python3}  # the device's python3 holds its torch
+SETTINGS=${SETTINGS:---methods all --mask-fills shuffle zero}  # fewer, where the CPUs here train the others
 EPOCHS=${EPOCHS:-100}      # the set's protocol; to try the steps on a CPU, set DEVICE=cpu EPOCHS=1
                            # EXTRA="--n-train 32 --n-eval 8" (EXTRA: more flags for every run)
 usage() { echo "usage: gpu.sh pack WORKTREE | run SECONDS [JOBS] | merge TARBALL WORKTREE" >&2; exit 2; }
@@ -84,7 +85,7 @@ run)  # on the device, from the copied checkout: start the set once (a warm mach
 print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'commit', results.git_commit())"
     # --device cuda: a machine without one fails at once instead of training on its CPU (a try here: DEVICE=cpu)
     setsid nohup bash -c "OMP_NUM_THREADS=1 $PYTHON sweep.py --phase seeds --dataset synthetic --ratios 1.0 \
-        --methods all --mask-fills shuffle zero --seeds 10 --epochs $EPOCHS --patience $EPOCHS --jobs $jobs \
+        $SETTINGS --seeds 10 --epochs $EPOCHS --patience $EPOCHS --jobs $jobs \
         --results $CSV --device ${DEVICE:-cuda} ${EXTRA:-}; touch trained" > sweep.log 2>&1 < /dev/null &
     setsid nohup bash "$here/gpu.sh" score > score.log 2>&1 < /dev/null &
     echo "started $(date -u +%FT%TZ): $jobs runs at a time, their cascades beside them"

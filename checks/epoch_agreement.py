@@ -9,7 +9,8 @@ evaluation columns agree exactly where both files evaluated alike.
 Per pair: the epochs compared, whether every train_loss agrees, the largest relative difference of valid_loss
 and valid_id_loss, how many valid_auc and test_auc values differ (and by how much at most), whether every rule
 (plots.py's three) picks the same epoch within the shared epochs, and the commits that wrote the first file's
-epoch rows.
+epoch rows; and, since runs trained on different devices are not expected to agree, the test AUC of the
+epoch the paper's rule picks in each and the device each trained on.
 """
 import argparse
 import sys
@@ -59,6 +60,11 @@ def compare(a, b, burn_in):
         differ = (x != y) & np.isfinite(x) & np.isfinite(y)
         out[f"{c} differ"] = f"{differ.sum()}" + (f" (max {np.abs(x - y)[differ].max():.3g})" if differ.any() else "")
     out["rules agree"] = all(picked(a, c, h, burn_in) == picked(b, c, h, burn_in) for c, h in RULES.values())
+    # Where the devices differ the runs are two draws of floating-point noise: what the paper's rule then
+    # reports from each, over the shared epochs (the test split is evaluated at the epochs a rule picks).
+    pick = lambda frame: num(frame.loc[[picked(frame, "valid_loss", False, burn_in)]], "test_auc")[0]
+    out["paper's pick test AUC"] = " ".join("–" if np.isnan(v) else f"{v:.3f}" for v in (pick(a), pick(b)))
+    out["devices"] = " ".join(str(frame["device"].iloc[-1] or "–") for frame in (a, b))
     out["commits (first file)"] = " ".join(sorted(set(a["git_commit"])))
     return out
 

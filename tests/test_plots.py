@@ -731,23 +731,26 @@ def test_the_runs_table_fits_the_runs_left_into_slots_keeping_each_settings_seed
 def test_epoch_agreement_pairs_runs_by_seed_and_finds_where_their_shared_epochs_differ(tmp_path, capsys):
     """checks/epoch_agreement.py: runs of the same setting and seed in two files are a pair, compared over the
     epochs both have. An identical pair agrees everywhere; one whose evaluation differs shows it in the
-    columns that differ, and a differing valid AUC that moves the max-AUC rule's epoch is said; a run only
-    one file has is no pair."""
+    columns that differ, and a differing valid AUC that moves the max-AUC rule's epoch is said, beside the test
+    AUC each run reports at the paper's pick and the device each trained on; a run only one file has is no
+    pair."""
     agreement = check_script("epoch_agreement")
     epoch = lambda i, **e: dict(dict(train_loss=1.0 / i, valid_loss=2.0 / i, valid_id_loss=3.0 / i,
-                                     valid_auc=0.5 + 0.01 * i, test_auc=0.6, git_commit="abc"), **e)
+                                     valid_auc=0.5 + 0.01 * i, test_auc=0.6, git_commit="abc", device="cpu"), **e)
     short, long = str(tmp_path / "short.csv"), str(tmp_path / "long.csv")
     write_run(short, "actdiff", 1, epochs=[epoch(i) for i in (1, 2, 3)], burn_in=1)
     write_run(long, "actdiff", 1, epochs=[epoch(i) for i in (1, 2, 3, 4)], burn_in=1)
     write_run(short, "masked", 1, epochs=[epoch(1), epoch(2, valid_loss=1.0 + 1e-7, valid_auc=0.9), epoch(3)],
               burn_in=1)
-    write_run(long, "masked", 1, epochs=[epoch(i) for i in (1, 2, 3)], burn_in=1)
+    write_run(long, "masked", 1, epochs=[epoch(1, device="cuda"), epoch(2, device="cuda"),
+                                         epoch(3, test_auc=0.7, device="cuda")], burn_in=1)
     write_run(short, "rrr", 1, epochs=[epoch(1)])
     assert agreement.main([short, long]) == 0
     lines = capsys.readouterr().out.splitlines()
     actdiff, masked = (next(l.split() for l in lines if f" {m} " in l) for m in ("actdiff", "masked"))
-    assert actdiff[5:] == ["3", "True", "0", "0", "0", "0", "True", "abc"]
-    assert masked[5:] == ["3", "True", "1e-07", "0", "1", "(max", "0.38)", "0", "False", "abc"]
+    assert actdiff[5:] == ["3", "True", "0", "0", "0", "0", "True", "0.600", "0.600", "cpu", "cpu", "abc"]
+    assert masked[5:] == ["3", "True", "1e-07", "0", "1", "(max", "0.38)", "1", "(max", "0.1)", "False",
+                          "0.600", "0.700", "cpu", "cuda", "abc"]  # the paper's rule picks epoch 3 in both
     assert lines[-1] == "2 pairs; train_loss identical in 2; every rule picks the same epoch in 1"
     assert agreement.main([short, str(tmp_path / "none.csv")]) == 2
 

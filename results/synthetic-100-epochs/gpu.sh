@@ -5,6 +5,7 @@
 #   1 here:   results/synthetic-100-epochs/gpu.sh pack /work/repro
 #             (refuses while slot.sh trains there: stop the slots first, or both would train the same runs)
 #   2 device: run(command="bash .gpu/gpu.sh run 570", carry=[".gpu"], timeout_s=600)
+#             (SETTINGS="--methods ... --mask-fills ..." in front: only those settings, the sweep's flags)
 #   3 here:   results/synthetic-100-epochs/gpu.sh merge /work/.device/.../set.tar.gz /work/repro
 #   4 here:   results/synthetic-100-epochs/sync.sh /work/repro, and commit
 # With device time left, steps 1-3 again continue the set: a warm machine goes on with its runs, a fresh one
@@ -74,7 +75,7 @@ pack)
   ;;
 
 run)  # on the device, from the copied checkout: start the set once (a warm machine keeps it), wait, pack
-  seconds=${2:?$(usage)} jobs=${3:-14}
+  seconds=${2:?$(usage)} jobs=${3:-10}  # ten trained 26 runs in 10.5 minutes (REPRODUCTION.md)
   start=$(date +%s) set=/tmp/gpu-set/set
   if [ ! -d "$set" ]; then
     mkdir -p /tmp/gpu-set && tar -xzf .gpu/set.tar.gz -C /tmp/gpu-set

@@ -204,13 +204,19 @@ def report(tables, n_boot=BOOTSTRAP):
             lines.append(f"\n### {pool} models, label: {label_name} ({int(label.sum())} of {n} use the shortcut)\n")
             lines.append("| diagnostic | n | rho with swing | rho with box_effect | rho with test AUC | AUROC | "
                          "dAUROC vs mask effect |\n|---|---|---|---|---|---|---|")
+            too_few = []  # diagnostics scored on too few models of a class (IG and occlusion: some seeds only)
             for name, st in result.items():
-                auc_cell = _fmt(st["auroc"]) if estimable else "not estimable"
-                d_cell = _fmt(st["d_auroc"]) if estimable and np.isfinite(st["d_auroc"][0]) else ""
+                has = st["n_shortcut"][0] >= MIN_CLASS and st["n"][0] - st["n_shortcut"][0] >= MIN_CLASS
+                too_few += [] if has else [name]
+                auc_cell = _fmt(st["auroc"]) if estimable and has else "not estimable"
+                d_cell = _fmt(st["d_auroc"]) if estimable and has and np.isfinite(st["d_auroc"][0]) else ""
                 lines.append(f"| {name} | {st['n'][0]} | {_fmt(st['rho_swing'])} | {_fmt(st['rho_box_effect'])} | "
                              f"{_fmt(st['rho_test_auc'])} | {auc_cell} | {d_cell} |")
             if not estimable:
                 lines.append(f"\nAUROC not estimable: fewer than {MIN_CLASS} models in a class.")
+            elif too_few:
+                lines.append(f"\nAUROC not estimable for {', '.join(too_few)}: fewer than {MIN_CLASS} of the "
+                             f"models it scored in a class.")
         lines.append("")
     return "\n".join(lines)
 

@@ -55,6 +55,19 @@ def test_the_report_says_not_estimable_when_a_class_has_fewer_than_five_models(t
     assert "label: swing >= 0.5 (4 of 8 use the shortcut)" in text
 
 
+def test_a_diagnostic_scored_on_some_seeds_only_needs_five_models_of_each_class_among_them(tmp_path):
+    """The pool has 12 shortcut models of 24, but a diagnostic scored on seeds 1-2 only (as IG and occlusion
+    are) has 4 of them: its AUROC is not estimable, while the diagnostics scored everywhere keep theirs."""
+    path = str(tmp_path / "r.csv")
+    write_runs(path)
+    tables = diagnosis.pools(results.read_rows(path))
+    tables["final"]["iop"][tables["final"]["seed"] > 2] = np.nan
+    final = diagnosis.report(tables, n_boot=10).split("## Pool: probe")[0]
+    rows = {r.split(" | ")[0]: r.split(" | ") for r in final.splitlines() if r.startswith("| ")}
+    assert rows["| IoP (grad)"][5] == "not estimable" and rows["| IoP (grad)"][1] == "8"
+    assert rows["| IoU (grad)"][5].startswith("+1.00")
+
+
 def test_the_amended_label_leaves_out_a_swing_without_an_effect(tmp_path):
     """A near-constant model ranks by differences far too small to see: a swing, but no box effect."""
     path = str(tmp_path / "r.csv")

@@ -207,9 +207,10 @@ def report(tables, n_boot=BOOTSTRAP):
             too_few = []  # diagnostics scored on too few models of a class (IG and occlusion: some seeds only)
             for name, st in result.items():
                 has = st["n_shortcut"][0] >= MIN_CLASS and st["n"][0] - st["n_shortcut"][0] >= MIN_CLASS
-                too_few += [] if has else [name]
-                auc_cell = _fmt(st["auroc"]) if estimable and has else "not estimable"
-                d_cell = _fmt(st["d_auroc"]) if estimable and has and np.isfinite(st["d_auroc"][0]) else ""
+                if not has:
+                    too_few.append(name)
+                auc_cell = _fmt(st["auroc"]) if has else "not estimable"
+                d_cell = _fmt(st["d_auroc"]) if has and np.isfinite(st["d_auroc"][0]) else ""
                 lines.append(f"| {name} | {st['n'][0]} | {_fmt(st['rho_swing'])} | {_fmt(st['rho_box_effect'])} | "
                              f"{_fmt(st['rho_test_auc'])} | {auc_cell} | {d_cell} |")
             if not estimable:

@@ -87,6 +87,13 @@ def main(argv=None):
     table = pd.DataFrame([{"run": " ".join(k), **compare(first[k][0], second[k][0], first[k][1])} for k in pairs])
     with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 40):
         print(table.to_string(index=False))
+    apart = table[table["devices"].map(lambda d: len(set(d.split())) > 1)]
+    if len(apart):  # REPRODUCTION.md's measure of what the device does to a reported number
+        picks = apart["paper's pick test AUC"].str.split(expand=True).apply(pd.to_numeric, errors="coerce")
+        gap = (picks[1] - picks[0]).dropna()
+        print(f"{len(apart)} pairs on different devices: the test AUC at the paper's pick differs by "
+              f"{gap.abs().mean():.3f} on average (at most {gap.abs().max():.3f}; mean signed second - first "
+              f"{gap.mean():+.3f}, over {len(gap)} pairs with both)")
     print(f"{len(pairs)} pairs; train_loss identical in {int(table['train_loss identical'].sum())}; every rule "
           f"picks the same epoch in {int(table['rules agree'].sum())}")
     return 0

@@ -751,6 +751,8 @@ def test_epoch_agreement_pairs_runs_by_seed_and_finds_where_their_shared_epochs_
     assert actdiff[5:] == ["3", "True", "0", "0", "0", "0", "True", "0.600", "0.600", "cpu", "cpu", "abc"]
     assert masked[5:] == ["3", "True", "1e-07", "0", "1", "(max", "0.38)", "1", "(max", "0.1)", "False",
                           "0.600", "0.700", "cpu", "cuda", "abc"]  # the paper's rule picks epoch 3 in both
+    assert lines[-2] == ("1 pairs on different devices: the test AUC at the paper's pick differs by 0.100 on "
+                         "average (at most 0.100; mean signed second - first +0.100, over 1 pairs with both)")
     assert lines[-1] == "2 pairs; train_loss identical in 2; every rule picks the same epoch in 1"
     assert agreement.main([short, str(tmp_path / "none.csv")]) == 2
 
